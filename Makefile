@@ -1,0 +1,35 @@
+# The README's two commands are `make demo` (main job) and `make test` (all tests + lint).
+# Both run `make setup` first, which installs everything and is fast when already done.
+SHELL := /bin/bash
+VENV := .venv/bin
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export VOICEFLEET_HOME ?= $(HOME)/.cache/voicefleet
+
+.PHONY: setup demo test lint pytest molecule sim-down bench clean
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	scripts/demo.sh
+
+test: setup lint pytest molecule
+
+lint:
+	ruff check app tests
+	ruff format --check app tests
+	mypy
+	yamllint -s .
+	ansible-lint --offline
+
+pytest:
+	pytest -p no:cacheprovider -ra tests
+
+molecule:
+	scripts/molecule_all.sh
+
+sim-down:
+	scripts/sim_fleet.sh down
+
+clean: sim-down
+	rm -rf .venv build dist

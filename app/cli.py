@@ -1,0 +1,41 @@
+"""`voicefleet` command line: each subcommand lives in its own module with a `register()`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# module path -> its register(subparsers) adds one subcommand (with set_defaults(func=...)).
+COMMAND_MODULES = [
+    "app.server",  # serve
+    "app.bench.cli",  # bench
+    "app.fit",  # fit
+    "app.modelstore.cli",  # models verify|pin|fetch|install|rollback
+    "app.report",  # report
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicefleet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and exc.name.startswith("app."):
+                continue  # subcommand not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The service's one settings model.
+
+Sources, highest priority first: constructor arguments, environment (`VOICEFLEET_` prefix,
+nested with `__`, e.g. `VOICEFLEET_LLM__BACKEND=server`), the YAML file named by
+`VOICEFLEET_CONFIG` (the Ansible role templates it from group_vars), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Bearer key for every route except /healthz and /readyz. Without one the service only
+    # binds to loopback (see Settings._check_exposure).
+    api_key: SecretStr | None = None
+    # Requests served at once across all routes; beyond this: 429 with Retry-After.
+    max_in_flight: int = Field(32, ge=1)
+    log_level: str = "info"
+
+
+class STTSettings(BaseModel):
+    model_name: str = "whisper"
+    model_dir: Path = Path("/opt/voicefleet/models/current/stt")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = "int8"
+    beam_size: int = Field(1, ge=1, le=10)
+    language: str | None = "en"
+    cpu_threads: int = Field(0, ge=0)
+    # Transcriptions run at once; further requests wait (queue bounded by max_queue).
+    concurrency: int = Field(2, ge=1)
+    max_queue: int = Field(16, ge=0)
+
+
+class LLMSettings(BaseModel):
+    backend: Literal["embedded", "server"] = "embedded"
+    model_name: str = "llama-3.2-3b-instruct"
+    # server backend: llama-server (production: continuous batching over `parallel` slots)
+    server_url: str = "http://127.0.0.1:8080"
+    server_api_key: SecretStr | None = None
+    request_timeout_s: float = Field(120.0, gt=0)
+    # embedded backend: llama-cpp-python in this process
+    model_path: Path = Path("/opt/voicefleet/models/current/llm/model.gguf")
+    threads: int = Field(0, ge=0)
+    # Context per conversation. llama-server splits -c across -np slots, so the unit runs
+    # -c ctx_per_slot*parallel (the field config's `-c 2048 -np 8` gave 256 tokens each).
+    ctx_per_slot: int = Field(2048, ge=256)
+    parallel: int = Field(8, ge=1)
+    max_tokens_cap: int = Field(512, ge=1)
+    default_max_tokens: int = Field(256, ge=1)
+    system_prompt: str = (
+        "You are a helpful voice assistant. Answer briefly in plain spoken sentences, "
+        "without lists or markdown."
+    )
+    max_queue: int = Field(32, ge=0)
+
+    @model_validator(mode="after")
+    def _defaults_within_cap(self) -> LLMSettings:
+        if self.default_max_tokens > self.max_tokens_cap:
+            raise ValueError("llm.default_max_tokens must not exceed llm.max_tokens_cap")
+        if self.max_tokens_cap >= self.ctx_per_slot:
+            raise ValueError("llm.max_tokens_cap must be below llm.ctx_per_slot")
+        return self
+
+
+class TTSSettings(BaseModel):
+    model_name: str = "piper"
+    voice_path: Path = Path("/opt/voicefleet/models/current/tts/voice.onnx")
+    voice_name: str = "default"
+    speaker_id: int | None = None
+    concurrency: int = Field(2, ge=1)
+    max_queue: int = Field(16, ge=0)
+
+
+class LimitsSettings(BaseModel):
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_audio_seconds: float = Field(30.0, gt=0)
+    max_input_chars: int = Field(8000, ge=1)
+    max_speech_chars: int = Field(2000, ge=1)
+    min_sample_rate: int = 8000
+    max_sample_rate: int = 48000
+    # Seconds a request may wait for an engine before 503 + Retry-After.
+    queue_timeout_s: float = Field(30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VOICEFLEET_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    server: ServerSettings = ServerSettings()
+    stt: STTSettings = STTSettings()
+    llm: LLMSettings = LLMSettings()
+    tts: TTSSettings = TTSSettings()
+    limits: LimitsSettings = LimitsSettings()
+
+    @model_validator(mode="after")
+    def _check_exposure(self) -> Settings:
+        if self.server.api_key is None and self.server.host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"server.host={self.server.host} is not loopback: set server.api_key "
+                "(VOICEFLEET_SERVER__API_KEY) before exposing the service"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("VOICEFLEET_CONFIG")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"VOICEFLEET_CONFIG={config_file}: no such file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Settings from env + the optional YAML file (an explicit path wins over the env var)."""
+    if config_file is not None:
+        os.environ["VOICEFLEET_CONFIG"] = str(config_file)
+    return Settings()

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Build llama-server (+ llama-bench) from the llama.cpp tree vendored in the pinned
+# llama-cpp-python sdist, and package it as an artifact: bin/ + manifest.json (build key,
+# versions, sha256 of every file). Used by `make setup` (CPU build for tests and the demo)
+# and by the llamacpp role (CPU for the sim profile, CUDA sm_87 for Jetson units).
+#
+# usage: build_llama_server.sh SDIST_TARBALL OUT_DIR [extra cmake flags...]
+#   env: JOBS (default: nproc), BUILD_ROOT (default: OUT_DIR.build)
+# Exit codes: 0 built (or already present with the same key), 1 failure.
+set -euo pipefail
+
+sdist=${1:?sdist tarball}
+out=${2:?output dir}
+shift 2
+extra_flags=("$@")
+
+# Portable flags: GGML_NATIVE=OFF (with -march=native the CPU here reports AMX and the server
+# segfaults), static libs (a self-contained artifact), no web UI download, no HTTPS client.
+base_flags=(
+  -DCMAKE_BUILD_TYPE=Release
+  -DGGML_NATIVE=OFF
+  -DBUILD_SHARED_LIBS=OFF
+  -DLLAMA_BUILD_TESTS=OFF
+  -DLLAMA_BUILD_EXAMPLES=OFF
+  -DLLAMA_BUILD_TOOLS=ON
+  -DLLAMA_BUILD_SERVER=ON
+  -DLLAMA_BUILD_UI=OFF
+  -DLLAMA_USE_PREBUILT_UI=OFF
+  -DLLAMA_OPENSSL=OFF
+)
+flags=("${base_flags[@]}" "${extra_flags[@]}")
+
+src_sha=$(sha256sum "$sdist" | cut -c1-64)
+sdist_name=$(basename "$sdist" .tar.gz)
+arch=$(uname -m)
+key_input="$arch|$sdist_name|$src_sha|${flags[*]}"
+key=$(printf '%s' "$key_input" | sha256sum | cut -c1-16)
+
+if [[ -f "$out/manifest.json" ]] && grep -q "\"build_key\": \"$key\"" "$out/manifest.json"; then
+  echo "llama-server build $key already present in $out"
+  exit 0
+fi
+
+jobs=${JOBS:-$(nproc)}
+build_root=${BUILD_ROOT:-$out.build}
+log="$build_root/build.log"
+rm -rf "$build_root"
+mkdir -p "$build_root"
+echo "building llama-server (key $key, $jobs jobs); log: $log"
+tar xzf "$sdist" -C "$build_root"
+tree="$build_root/$sdist_name/vendor/llama.cpp"
+start=$(date +%s)
+{
+  # A fresh build directory every time: reconfiguring an old one keeps cached options.
+  cmake -S "$tree" -B "$build_root/cmake" "${flags[@]}"
+  cmake --build "$build_root/cmake" --target llama-server llama-bench -j "$jobs"
+} >"$log" 2>&1 || { tail -n 40 "$log" >&2; echo "build failed; full log: $log" >&2; exit 1; }
+secs=$(( $(date +%s) - start ))
+
+stage="$out.tmp"
+rm -rf "$stage"
+mkdir -p "$stage/bin"
+cp "$build_root/cmake/bin/llama-server" "$build_root/cmake/bin/llama-bench" "$stage/bin/"
+python3 - "$stage" "$key" "$arch" "$sdist_name" "$src_sha" "$secs" "${flags[@]}" <<'PY'
+import hashlib, json, os, sys
+stage, key, arch, sdist, src_sha, secs, *flags = sys.argv[1:]
+files = {}
+for name in sorted(os.listdir(os.path.join(stage, "bin"))):
+    h = hashlib.sha256()
+    with open(os.path.join(stage, "bin", name), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    files[f"bin/{name}"] = h.hexdigest()
+manifest = {"build_key": key, "arch": arch, "source": sdist, "source_sha256": src_sha,
+            "cmake_flags": flags, "build_seconds": int(secs), "files": files}
+with open(os.path.join(stage, "manifest.json"), "w") as f:
+    json.dump(manifest, f, indent=2)
+PY
+rm -rf "$out"
+mv "$stage" "$out"
+rm -rf "$build_root/$sdist_name"   # keep the log, drop the sources and objects
+rm -rf "$build_root/cmake"
+echo "built llama-server $key in ${secs}s -> $out"
