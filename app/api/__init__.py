@@ -1,0 +1,1 @@
+"""HTTP API surfaces, one router per file."""

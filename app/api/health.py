@@ -1,0 +1,38 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.auth import check_api_key
+from app.state import State
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive (no engine is consulted)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: State) -> JSONResponse:
+    """200 only when every engine is loaded and the LLM backend answers."""
+    engines = state.engines
+    checks = {"stt": engines is not None, "tts": engines is not None, "llm": False}
+    if engines is not None:
+        checks["llm"] = await engines.llm.ready()
+    ready = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+        headers={} if ready else {"Retry-After": "2"},
+    )
+
+
+@router.get("/metrics", dependencies=[Depends(check_api_key)])
+async def metrics(state: State) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""Inference engines, one per file, each behind a small protocol (see base.py)."""

@@ -1,0 +1,142 @@
+"""The stages every API surface shares: STT, LLM streaming, TTS — gated, timed, mapped to
+clear errors. Blocking inference runs in worker threads, never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.audio import AudioLimits, decode_upload
+from app.engines.base import (
+    PCM16,
+    BackendUnavailableError,
+    ChatParams,
+    ContextOverflowError,
+    FloatAudio,
+    LLMChunk,
+    Transcript,
+)
+from app.errors import APIError
+from app.state import ServiceState
+
+
+def audio_limits(state: ServiceState) -> AudioLimits:
+    lim = state.settings.limits
+    return AudioLimits(lim.max_audio_seconds, lim.min_sample_rate, lim.max_sample_rate)
+
+
+async def decode_audio_upload(state: ServiceState, data: bytes) -> FloatAudio:
+    if len(data) > state.settings.limits.max_upload_bytes:
+        raise APIError(
+            413,
+            f"upload is {len(data)} bytes; the limit is {state.settings.limits.max_upload_bytes}",
+            code="upload_too_large",
+            param="file",
+        )
+    return await asyncio.to_thread(decode_upload, data, audio_limits(state))
+
+
+async def transcribe(
+    state: ServiceState,
+    audio: FloatAudio,
+    *,
+    language: str | None = None,
+    prompt: str | None = None,
+    temperature: float = 0.0,
+) -> tuple[Transcript, float]:
+    """Transcribe; returns the transcript and the seconds spent (queueing excluded)."""
+    stt = state.require_engines().stt
+    async with state.stt_gate.slot():
+        start = time.perf_counter()
+        result = await asyncio.to_thread(
+            stt.transcribe, audio, language=language, prompt=prompt, temperature=temperature
+        )
+        elapsed = time.perf_counter() - start
+    state.metrics.stage_seconds.labels("stt").observe(elapsed)
+    return result, elapsed
+
+
+@dataclass
+class LLMTimings:
+    ttft_s: float = 0.0
+    total_s: float = 0.0
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+def context_error(exc: ContextOverflowError, ctx_per_slot: int) -> APIError:
+    detail = ""
+    if exc.prompt_tokens is not None:
+        detail = f" (prompt is {exc.prompt_tokens} tokens)"
+    return APIError(
+        400,
+        f"the conversation does not fit the per-conversation context of {ctx_per_slot} "
+        f"tokens{detail}: shorten the messages or drop old turns",
+        code="context_length_exceeded",
+        param="messages",
+    )
+
+
+async def llm_stream(
+    state: ServiceState,
+    messages: list[dict[str, str]],
+    params: ChatParams,
+    timings: LLMTimings,
+) -> AsyncGenerator[LLMChunk, None]:
+    """Stream from the LLM inside its gate; fills `timings` (TTFT from the gate's grant)."""
+    llm = state.require_engines().llm
+    metrics = state.metrics
+    async with state.llm_gate.slot():
+        start = time.perf_counter()
+        first = True
+        try:
+            async with aclosing(llm.stream(messages, params)) as chunks:
+                async for chunk in chunks:
+                    if chunk.text and first:
+                        first = False
+                        timings.ttft_s = time.perf_counter() - start
+                        metrics.stage_seconds.labels("llm_ttft").observe(timings.ttft_s)
+                    if chunk.finish_reason:
+                        timings.finish_reason = chunk.finish_reason
+                        timings.completion_tokens = chunk.completion_tokens
+                        timings.prompt_tokens = chunk.prompt_tokens
+                    yield chunk
+        except ContextOverflowError as exc:
+            raise context_error(exc, llm.ctx_per_slot) from exc
+        except BackendUnavailableError as exc:
+            raise APIError(503, str(exc), code="llm_unavailable", retry_after=2) from exc
+        timings.total_s = time.perf_counter() - start
+    metrics.stage_seconds.labels("llm_total").observe(timings.total_s)
+    metrics.llm_tokens.inc(timings.completion_tokens)
+    decode_s = timings.total_s - timings.ttft_s
+    if timings.completion_tokens > 1 and decode_s > 0:
+        metrics.llm_tokens_per_second.observe((timings.completion_tokens - 1) / decode_s)
+
+
+async def complete(
+    state: ServiceState, messages: list[dict[str, str]], params: ChatParams
+) -> tuple[str, LLMTimings]:
+    timings = LLMTimings()
+    parts: list[str] = []
+    async with aclosing(llm_stream(state, messages, params, timings)) as chunks:
+        async for chunk in chunks:
+            parts.append(chunk.text)
+    return "".join(parts), timings
+
+
+async def synthesize(state: ServiceState, text: str, speed: float = 1.0) -> tuple[PCM16, float]:
+    """Synthesize a whole text; returns int16 PCM and the seconds spent."""
+    tts = state.require_engines().tts
+    async with state.tts_gate.slot():
+        start = time.perf_counter()
+        chunks = await asyncio.to_thread(lambda: list(tts.synthesize(text, speed=speed)))
+        elapsed = time.perf_counter() - start
+    state.metrics.stage_seconds.labels("tts").observe(elapsed)
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+    return pcm.astype(np.int16, copy=False), elapsed

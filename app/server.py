@@ -1,0 +1,159 @@
+"""The FastAPI application factory, its lifespan, and `voicefleet serve`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import __version__
+from app.api import audio, chat, health, models, voice
+from app.errors import error_response, install_error_handlers
+from app.metrics import Metrics
+from app.settings import Settings, load_settings
+from app.state import Engines, ServiceState
+
+log = logging.getLogger("voicefleet")
+
+_UNCOUNTED = {"/healthz", "/readyz", "/metrics"}
+
+
+def load_engines(settings: Settings) -> Engines:
+    """Construct the configured engines (blocking: call from a worker thread)."""
+    from app.engines.stt_whisper import WhisperSTT
+    from app.engines.tts_piper import PiperTTS
+
+    llm: Any
+    if settings.llm.backend == "server":
+        from app.engines.llm_server import LlamaServerLLM
+
+        llm = LlamaServerLLM(settings.llm)
+    else:
+        from app.engines.llm_embedded import EmbeddedLLM
+
+        llm = EmbeddedLLM(settings.llm)
+    return Engines(stt=WhisperSTT(settings.stt), llm=llm, tts=PiperTTS(settings.tts))
+
+
+class InFlightLimit:
+    """Caps requests served at once (429 + Retry-After beyond) and counts them by status."""
+
+    def __init__(self, app: ASGIApp, limit: int, metrics: Metrics) -> None:
+        self.app = app
+        self.limit = limit
+        self.metrics = metrics
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in _UNCOUNTED:
+            await self.app(scope, receive, send)
+            return
+        route = scope["path"]
+        if self.in_flight >= self.limit:
+            self.metrics.requests.labels(route, "429").inc()
+            self.metrics.errors.labels(route, "too_many_requests").inc()
+            response = error_response(
+                429,
+                f"the unit is serving {self.in_flight} requests, its limit; retry shortly",
+                "too_many_requests",
+                retry_after=1,
+            )
+            await response(scope, receive, send)
+            return
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(route, str(status)).inc()
+            if status >= 400:
+                self.metrics.errors.labels(route, str(status)).inc()
+
+
+def create_app(settings: Settings | None = None, engines: Engines | None = None) -> FastAPI:
+    """Build the service. Pass `engines` to reuse already-loaded models (tests, bench)."""
+    settings = settings or load_settings()
+    state = ServiceState(settings=settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = engines is None
+        loader: asyncio.Task[None] | None = None
+
+        async def load() -> None:
+            try:
+                loaded = await asyncio.to_thread(load_engines, settings)
+                await loaded.llm.start()
+                state.engines = loaded
+                log.info("engines loaded (llm backend: %s)", settings.llm.backend)
+            except Exception:
+                log.exception("loading the engines failed; /readyz stays 503")
+                raise
+
+        if owned:
+            # load in the background: /healthz answers at once, /readyz once loaded
+            loader = asyncio.create_task(load())
+        else:
+            state.engines = engines
+        try:
+            yield
+        finally:
+            if loader is not None:
+                loader.cancel()
+            if owned and state.engines is not None:
+                await state.engines.llm.aclose()
+
+    app = FastAPI(title="voicefleet", version=__version__, lifespan=lifespan)
+    app.state.vf = state
+    install_error_handlers(app)
+    for module in (health, models, chat, audio, voice):
+        app.include_router(module.router)
+    app.add_middleware(InFlightLimit, limit=settings.server.max_in_flight, metrics=state.metrics)
+    return app
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = load_settings(Path(args.config) if args.config else None)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    if host != settings.server.host:
+        settings = settings.model_copy(
+            update={"server": settings.server.model_copy(update={"host": host})}
+        )
+        Settings.model_validate(settings.model_dump())  # re-check exposure rules
+    logging.basicConfig(level=settings.server.log_level.upper())
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.server.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the voice service")
+    p.add_argument("--config", help="YAML settings file (else $VOICEFLEET_CONFIG / env)")
+    p.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: server.port, 8000)")
+    p.set_defaults(func=_serve)
