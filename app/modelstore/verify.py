@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from ..gguf import GGUFError, read_header
 
@@ -53,13 +53,13 @@ def sha256_file(path: Path | str) -> tuple[str, int]:
     with open(path, "rb", buffering=0) as f:
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        while n := f.readinto(buf):  # type: ignore[attr-defined]
+        while n := f.readinto(buf):
             h.update(view[:n])
             total += n
     return h.hexdigest(), total
 
 
-def copy_hashing(src: BinaryIO, dst: Path, limit: int | None = None) -> tuple[str, int]:
+def copy_hashing(src: IO[bytes], dst: Path, limit: int | None = None) -> tuple[str, int]:
     """Stream src into dst (created/truncated), hashing on the way; stop after `limit` bytes."""
     h = hashlib.sha256()
     total = 0
@@ -95,11 +95,13 @@ def verify_file(
     expected_sha256: str | None,
     expected_size: int | None,
     stamp: Stamp | None = None,
+    known_sha256: str | None = None,
 ) -> Verified:
     """Check a file against its expected size and sha256 (and GGUF header for .gguf).
 
     Raises VerifyError naming the file with expected vs actual size and sha256.
-    With a stamp that still matches the file's stat and the expected sha256, nothing is read.
+    With a stamp that still matches the file's stat and the expected sha256, nothing is read;
+    `known_sha256` (computed while the file was written) spares the re-read after a download.
     """
     try:
         st = path.stat()
@@ -118,7 +120,10 @@ def verify_file(
         problems.append(f"size {st.st_size} bytes, expected {expected_size}")
     if path.suffix == ".gguf" and (why := gguf_problem(path)):
         problems.append(f"GGUF: {why}")
-    actual, nread = sha256_file(path)
+    if known_sha256 is not None:
+        actual, nread = known_sha256, st.st_size
+    else:
+        actual, nread = sha256_file(path)
     if expected_sha256 is not None and actual != expected_sha256:
         problems.insert(0, f"sha256 mismatch: expected {expected_sha256}, actual {actual}")
     if problems:
