@@ -110,6 +110,30 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return _run_entries(args, catalog, entries)
 
 
+def cmd_install(args: argparse.Namespace) -> int:
+    args.incoming = args.source_dir
+    return cmd_fetch(args)
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    from .pin import pin_catalog
+    from .sources import SourceError
+
+    ctx = FetchContext(timeout=args.timeout, hf_endpoint=args.hf_endpoint)
+    try:
+        locks = pin_catalog(Path(args.catalog), args.name, ctx, args.revision)
+    except (CatalogError, SourceError, OSError) as exc:
+        _err(str(exc))
+        return 1
+    for lock in locks:
+        print(f"{lock.name}: revision {lock.commit}")
+        for fname, p in lock.files.items():
+            print(f"  {fname}: {p.size} bytes, sha256 {p.sha256}")
+    if not locks:
+        _info("no hub entries to pin")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     status = 0
     for raw in args.paths:
@@ -189,6 +213,24 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--incoming", help="dir with <sha256>/<file> delivered by the controller")
     p.add_argument("--no-activate", action="store_true", help="install but leave current/")
     p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("install", help="install catalog models from files at hand")
+    _add_fetch_options(p)
+    p.add_argument(
+        "--from",
+        dest="source_dir",
+        required=True,
+        help="dir with the files (<file> or <sha256>/<file>); never trusted",
+    )
+    p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("pin", help="lock hub entries to a commit + LFS sha256 (edits catalog)")
+    p.add_argument("--catalog", required=True)
+    p.add_argument("--name", action="append", help="only this model (repeatable)")
+    p.add_argument("--revision", help="branch/tag/commit to pin (default: the entry's)")
+    p.add_argument("--hf-endpoint", help="hub endpoint (default: $HF_ENDPOINT)")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.set_defaults(func=cmd_pin)
 
     p = sub.add_parser("verify", help="verify files (size, sha256, GGUF header)")
     p.add_argument("paths", nargs="+")

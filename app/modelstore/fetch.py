@@ -182,4 +182,7 @@ def _fetch_with_retries(
                 continue  # a cut or mangled transfer may be transient
             raise FetchError(f"{where}: {exc}") from None
     shutil.rmtree(dest.parent / ".cache", ignore_errors=True)
-    raise FetchError(f"{where}: giving up after {opts.retries + 1} attempts: {last}")
+    raise FetchError(
+        f"{where}: giving up after {opts.retries + 1} attempts (expected sha256 {spec.sha256}, "
+        f"{spec.size} bytes): {last}"
+    )

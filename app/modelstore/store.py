@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .catalog import SHA256_RE, ModelEntry
@@ -171,7 +171,15 @@ class Store:
         os.rename(staged, final)
         book = self.stamps(bundle)
         for spec, v in zip(entry.files, verified, strict=True):
-            book.put(spec.name, v.stamp)  # rename keeps inode and mtime: stamps stay valid
+            # chmod above moved ctime; content is as verified (same inode, size, mtime)
+            st = (final / spec.name).stat()
+            if (st.st_ino, st.st_size, st.st_mtime_ns) != (
+                v.stamp.inode,
+                v.stamp.size,
+                v.stamp.mtime_ns,
+            ):
+                raise StoreError(f"{final / spec.name}: changed during install")
+            book.put(spec.name, replace(v.stamp, ctime_ns=st.st_ctime_ns))
         book.save()
         _fsync_dir(self.root)
 

@@ -2,7 +2,7 @@
 
 A file is accepted only when it is byte for byte what the catalog names. Hashing a 2 GB
 model costs seconds on a Jetson, so a verified file gets a stamp (sha256 + size + mtime +
-inode); while the stamp still matches the file's stat it is not hashed again, and any change
+inode + ctime); while the stamp still matches the file's stat it is not hashed again, and any change
 to the file (rewrite, truncation, touch) invalidates the stamp and forces a re-hash.
 """
 
@@ -30,9 +30,11 @@ class Stamp:
     size: int
     mtime_ns: int
     inode: int
+    ctime_ns: int  # catches a rewrite that restored the old mtime (utime sets ctime)
 
     def matches(self, st: os.stat_result) -> bool:
-        return (self.size, self.mtime_ns, self.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
+        mine = (self.size, self.mtime_ns, self.inode, self.ctime_ns)
+        return mine == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def verify_file(
     st_after = path.stat()
     if (st_after.st_size, st_after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
         raise VerifyError(f"{path}: changed while it was being verified")
-    new_stamp = Stamp(actual, nread, st.st_mtime_ns, st.st_ino)
+    new_stamp = Stamp(actual, nread, st.st_mtime_ns, st.st_ino, st_after.st_ctime_ns)
     return Verified(path, actual, nread, hashed=True, stamp=new_stamp)
 
 

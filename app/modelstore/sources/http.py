@@ -1,0 +1,81 @@
+"""A plain HTTP(S) mirror: <url>/<path>. Stdlib only (it runs on units inside the zipapp).
+
+Downloads resume with a Range request from what an earlier attempt left in staging
+(`<file>.part`); a server that ignores Range (200) restarts the file from zero. A body shorter
+than its Content-Length, timeouts, connection errors, 408/429/5xx are transient (retried by
+the caller with backoff); other HTTP errors (404, 403) are not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..catalog import FileSpec, ModelEntry
+from ..verify import CHUNK
+from . import FetchContext, SourceError
+
+TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+USER_AGENT = "voicefleet-models/1"
+
+
+def download(url: str, dest: Path, timeout: float, headers: dict[str, str] | None = None) -> str:
+    """GET url into dest (resuming from dest.part); return the sha256 of the whole file."""
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
+    req.add_header("Accept-Encoding", "identity")
+    if have:
+        req.add_header("Range", f"bytes={have}-")
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # our partial file is longer than the resource: restart
+            part.unlink()
+            raise SourceError(f"{url}: partial download larger than the file", True) from None
+        transient = exc.code in TRANSIENT_STATUS
+        raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}", transient) from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SourceError(f"{url}: unreachable ({reason})", transient=True) from None
+    h = hashlib.sha256()
+    with resp:
+        if resp.status == 206 and have:
+            with open(part, "rb") as f:  # hash what we resume from
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+            mode = "ab"
+        else:
+            have = 0
+            mode = "wb"
+        length = resp.headers.get("Content-Length")
+        expected = have + int(length) if length is not None else None
+        got = have
+        try:
+            with open(part, mode) as out:
+                while chunk := resp.read(CHUNK):
+                    out.write(chunk)
+                    h.update(chunk)
+                    got += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            raise SourceError(f"{url}: transfer interrupted at {got} bytes ({exc})", True) from None
+        except OSError as exc:
+            if getattr(exc, "errno", None) is not None:
+                raise  # local disk errors (ENOSPC) are not the source's fault
+            raise SourceError(f"{url}: transfer interrupted at {got} bytes ({exc})", True) from None
+    if expected is not None and got < expected:
+        raise SourceError(f"{url}: body cut short: {got} of {expected} bytes", transient=True)
+    os.replace(part, dest)
+    return h.hexdigest()
+
+
+class HTTPSource:
+    def fetch(self, entry: ModelEntry, spec: FileSpec, dest: Path, ctx: FetchContext) -> str:
+        base = entry.source.require("url", entry.name).rstrip("/")
+        return download(f"{base}/{spec.path.lstrip('/')}", dest, ctx.timeout)
