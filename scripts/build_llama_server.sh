@@ -5,14 +5,27 @@
 # and by the llamacpp role (CPU for the sim profile, CUDA sm_87 for Jetson units).
 #
 # usage: build_llama_server.sh SDIST_TARBALL OUT_DIR [extra cmake flags...]
-#   env: JOBS (default: nproc), BUILD_ROOT (default: OUT_DIR.build)
+#        build_llama_server.sh --print-key SDIST_TARBALL [extra cmake flags...]
+#   env: JOBS (default: nproc), BUILD_ROOT (default: OUT_DIR.build),
+#        TARGET_ARCH (default: uname -m; lets the controller compute a unit's key),
+#        EXTRA_TARGETS (more binaries for the artifact, e.g. llama-quantize; part of the key)
+# The build key is sha256(arch | sdist name | sdist sha256 | cmake flags [| extra targets]):
+# the same inputs give the same key on every machine, so a key names one artifact.
 # Exit codes: 0 built (or already present with the same key), 1 failure.
 set -euo pipefail
 
+print_key=0
+if [[ ${1:-} == --print-key ]]; then
+  print_key=1
+  shift
+  set -- "$1" "" "${@:2}"
+fi
 sdist=${1:?sdist tarball}
-out=${2:?output dir}
+out=${2:-}
+((print_key)) || : "${out:?output dir}"
 shift 2
 extra_flags=("$@")
+read -r -a extra_targets <<<"${EXTRA_TARGETS:-}"
 
 # Portable flags: GGML_NATIVE=OFF (with -march=native the CPU here reports AMX and the server
 # segfaults), static libs (a self-contained artifact), no web UI download, no HTTPS client.
@@ -32,9 +45,18 @@ flags=("${base_flags[@]}" "${extra_flags[@]}")
 
 src_sha=$(sha256sum "$sdist" | cut -c1-64)
 sdist_name=$(basename "$sdist" .tar.gz)
-arch=$(uname -m)
+arch=${TARGET_ARCH:-$(uname -m)}
 key_input="$arch|$sdist_name|$src_sha|${flags[*]}"
+((${#extra_targets[@]} == 0)) || key_input+="|${extra_targets[*]}"
 key=$(printf '%s' "$key_input" | sha256sum | cut -c1-16)
+if ((print_key)); then
+  echo "$key"
+  exit 0
+fi
+if [[ $arch != "$(uname -m)" ]]; then
+  echo "TARGET_ARCH=$arch but this machine is $(uname -m): build on a $arch host" >&2
+  exit 1
+fi
 
 if [[ -f "$out/manifest.json" ]] && grep -q "\"build_key\": \"$key\"" "$out/manifest.json"; then
   echo "llama-server build $key already present in $out"
@@ -53,14 +75,16 @@ start=$(date +%s)
 {
   # A fresh build directory every time: reconfiguring an old one keeps cached options.
   cmake -S "$tree" -B "$build_root/cmake" "${flags[@]}"
-  cmake --build "$build_root/cmake" --target llama-server llama-bench -j "$jobs"
+  cmake --build "$build_root/cmake" --target llama-server llama-bench "${extra_targets[@]}" -j "$jobs"
 } >"$log" 2>&1 || { tail -n 40 "$log" >&2; echo "build failed; full log: $log" >&2; exit 1; }
 secs=$(( $(date +%s) - start ))
 
 stage="$out.tmp"
 rm -rf "$stage"
 mkdir -p "$stage/bin"
-cp "$build_root/cmake/bin/llama-server" "$build_root/cmake/bin/llama-bench" "$stage/bin/"
+for target in llama-server llama-bench "${extra_targets[@]}"; do
+  cp "$build_root/cmake/bin/$target" "$stage/bin/"
+done
 python3 - "$stage" "$key" "$arch" "$sdist_name" "$src_sha" "$secs" "${flags[@]}" <<'PY'
 import hashlib, json, os, sys
 stage, key, arch, sdist, src_sha, secs, *flags = sys.argv[1:]
