@@ -30,6 +30,11 @@ options:
     description: nvpmodel executable (name or path).
     type: str
     default: nvpmodel
+  wanted_power_mode:
+    description:
+      - A power mode name to resolve on this unit; the result is in
+        C(power_mode.wanted) (C(id), or C(error) saying what to do when the unit has none).
+    type: str
   meminfo_path:
     description: meminfo file (MemAvailable cannot be limited per test host, so tests fake it).
     type: path
@@ -60,6 +65,7 @@ from ansible.module_utils.jetson import (  # noqa: E402
     parse_nv_tegra_release,
     parse_nvpmodel_conf,
     parse_nvpmodel_query,
+    resolve_mode,
 )
 
 
@@ -117,6 +123,13 @@ def gather(module: AnsibleModule) -> dict[str, object]:
         "conf_path": p["nvpmodel_conf_path"],
     }
     facts["power_mode"] = power_mode
+    if p["wanted_power_mode"]:
+        wanted: dict[str, object] = {"name": p["wanted_power_mode"], "id": None, "error": None}
+        try:
+            wanted["id"] = resolve_mode(conf, p["wanted_power_mode"])
+        except ValueError as exc:
+            wanted["error"] = str(exc)
+        power_mode["wanted"] = wanted
 
     binary = module.get_bin_path(p["nvpmodel_bin"])  # also searches the sbin dirs
     if binary is None:
@@ -140,6 +153,7 @@ def main() -> None:
             "nvpmodel_conf_path": {"type": "path", "default": "/etc/nvpmodel.conf"},
             "nvpmodel_bin": {"type": "str", "default": "nvpmodel"},
             "meminfo_path": {"type": "path", "default": "/proc/meminfo"},
+            "wanted_power_mode": {"type": "str"},
         },
         supports_check_mode=True,
     )
