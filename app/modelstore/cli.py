@@ -58,6 +58,7 @@ def _context(args: argparse.Namespace) -> FetchContext:
         ctx.cache_dir = Path(args.cache)
     if getattr(args, "incoming", None):
         ctx.incoming = Path(args.incoming)
+        ctx.incoming_move = not getattr(args, "keep_incoming", False)
     return ctx
 
 
@@ -112,6 +113,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     args.incoming = args.source_dir
+    args.keep_incoming = True  # an operator's directory: copy, never move
     return cmd_fetch(args)
 
 
@@ -131,6 +133,48 @@ def cmd_pin(args: argparse.Namespace) -> int:
             print(f"  {fname}: {p.size} bytes, sha256 {p.sha256}")
     if not locks:
         _info("no hub entries to pin")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the catalog and refuse unpinned entries (the deploy's preflight)."""
+    try:
+        catalog = load_catalog(args.catalog)
+        catalog.require_pinned(catalog.select(args.name))
+    except CatalogError as exc:
+        _err(str(exc))
+        return 1
+    roles = [e.role for e in catalog.entries]
+    dup = sorted({r for r in roles if roles.count(r) > 1})
+    if dup:
+        _err(f"{args.catalog}: more than one entry for role(s) {', '.join(dup)}")
+        return 1
+    print(f"{len(catalog.entries)} models pinned: " + ", ".join(e.name for e in catalog.entries))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Which bundles this store still needs (existing ones verified, via stamps)."""
+    store = Store(args.store)
+    needed: dict[str, list[str]] = {}
+    try:
+        entries = load_catalog(args.catalog).select(args.name)
+        for e in entries:
+            if store.bundle_dir(e.bundle_id).exists() and store.bundle_ok(e)[0]:
+                continue
+            needed[e.bundle_id] = [f.name for f in e.files]
+    except FAILURES as exc:
+        _err(str(exc))
+        return 1
+    print(json.dumps({"changed": False, "needed": needed}))
+    return 0
+
+
+def cmd_zipapp(args: argparse.Namespace) -> int:
+    from .zipapp import build
+
+    changed = build(Path(args.output))
+    print(json.dumps({"changed": changed, "path": str(args.output)}))
     return 0
 
 
@@ -154,8 +198,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     for role in ("llm", "stt", "tts"):
         history = store.history(role)
         current = store.current(role)
+        inst = store.installed(role)
         rows[role] = {
             "current": current,
+            "sha256": current,
+            "name": inst.name if inst else None,
+            "dir": str(store.current_link(role)) if inst else None,
+            "bundle_dir": str(inst.dir) if inst else None,
+            "files": list(inst.files) if inst else [],
             "versions": [{**h, "present": store.bundle_dir(h["bundle"]).is_dir()} for h in history],
         }
         if not args.json:
@@ -210,7 +260,9 @@ def _add_fetch_options(p: argparse.ArgumentParser) -> None:
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("fetch", help="fetch, verify and install catalog models into a store")
     _add_fetch_options(p)
-    p.add_argument("--incoming", help="dir with <sha256>/<file> delivered by the controller")
+    p.add_argument(
+        "--incoming", help="dir with <sha256>/<file> delivered by the controller (moved in)"
+    )
     p.add_argument("--no-activate", action="store_true", help="install but leave current/")
     p.set_defaults(func=cmd_fetch)
 
@@ -237,6 +289,21 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--sha256", help="expected sha256")
     p.add_argument("--size", type=int, help="expected size in bytes")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("check", help="validate the catalog; fail on unpinned entries")
+    p.add_argument("--catalog", required=True)
+    p.add_argument("--name", action="append")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("plan", help="JSON: bundles the store lacks or that fail verification")
+    p.add_argument("--catalog", required=True)
+    p.add_argument("--store", type=Path, default=default_store())
+    p.add_argument("--name", action="append")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("zipapp", help="build the self-contained voicefleet-models.pyz")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=cmd_zipapp)
 
     p = sub.add_parser("list", help="show the store's current and previous bundles")
     p.add_argument("--store", type=Path, default=default_store())

@@ -12,6 +12,7 @@ Any failure leaves the installed bundles and links exactly as they were.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -110,7 +111,7 @@ def _download(
                 dest.unlink()
         incoming = _incoming(ctx, entry, spec)
         if incoming is not None:
-            verified.append(_take_incoming(incoming, dest, spec, entry))
+            verified.append(_take_incoming(incoming, dest, spec, entry, ctx.incoming_move))
             continue
         verified.append(_fetch_with_retries(fetcher, entry, spec, dest, ctx, opts, log))
     return staged, verified
@@ -133,10 +134,17 @@ def _incoming(ctx: FetchContext, entry: ModelEntry, spec: FileSpec) -> Path | No
     return None
 
 
-def _take_incoming(src: Path, dest: Path, spec: FileSpec, entry: ModelEntry) -> Verified:
-    """Copy (hashing on the way) a file handed over next to the store; never trust it."""
-    with open(src, "rb") as f:
-        sha, _ = copy_hashing(f, dest)
+def _take_incoming(
+    src: Path, dest: Path, spec: FileSpec, entry: ModelEntry, move: bool
+) -> Verified:
+    """Take a file handed over next to the store (moved, or copied while hashing) and verify
+    it like any download: delivered bytes are never trusted."""
+    sha: str | None = None
+    if move:
+        os.replace(src, dest)
+    else:
+        with open(src, "rb") as f:
+            sha, _ = copy_hashing(f, dest)
     try:
         return verify_file(dest, spec.sha256, spec.size, known_sha256=sha)
     except VerifyError as exc:

@@ -35,6 +35,7 @@ class FetchContext:
     # Directory holding <bundle>/<file> already brought next to the store (controller
     # delivery): files there are moved into staging instead of downloaded.
     incoming: Path | None = None
+    incoming_move: bool = False  # rename into staging (same filesystem) instead of copying
 
 
 class Fetcher(Protocol):
