@@ -148,7 +148,10 @@ def gather(module: AnsibleModule) -> dict[str, object]:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "devicetree_compatible_path": {"type": "path", "default": "/proc/device-tree/compatible"},
+            "devicetree_compatible_path": {
+                "type": "path",
+                "default": "/proc/device-tree/compatible",
+            },
             "nv_tegra_release_path": {"type": "path", "default": "/etc/nv_tegra_release"},
             "nvpmodel_conf_path": {"type": "path", "default": "/etc/nvpmodel.conf"},
             "nvpmodel_bin": {"type": "str", "default": "nvpmodel"},

@@ -15,7 +15,11 @@ MODULES = {
     "p3767-0001": {"module": "Jetson Orin NX 8GB", "family": "orin_nx", "memory_gb": 8},
     "p3767-0003": {"module": "Jetson Orin Nano 8GB", "family": "orin_nano", "memory_gb": 8},
     "p3767-0004": {"module": "Jetson Orin Nano 4GB", "family": "orin_nano", "memory_gb": 4},
-    "p3767-0005": {"module": "Jetson Orin Nano 8GB (devkit)", "family": "orin_nano", "memory_gb": 8},
+    "p3767-0005": {
+        "module": "Jetson Orin Nano 8GB (devkit)",
+        "family": "orin_nano",
+        "memory_gb": 8,
+    },
     "p3701-0000": {"module": "Jetson AGX Orin 32GB", "family": "agx_orin", "memory_gb": 32},
     "p3701-0004": {"module": "Jetson AGX Orin 32GB", "family": "agx_orin", "memory_gb": 32},
     "p3701-0005": {"module": "Jetson AGX Orin 64GB", "family": "agx_orin", "memory_gb": 64},

@@ -39,4 +39,3 @@ def test_reaches_the_others(host, peer):
     if host.check_output("hostname") == peer:
         pytest.skip("self")
     assert host.run(f"ping -c 1 -W 2 {address_of(peer)}").rc == 0
-

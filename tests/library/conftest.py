@@ -1,0 +1,6 @@
+"""module_utils/ is imported by Ansible as ansible.module_utils.*; tests import it directly."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "module_utils"))
