@@ -178,6 +178,12 @@ def cmd_zipapp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(Path(args.file), Path(args.output) if args.output else None, args.runs)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     status = 0
     for raw in args.paths:
@@ -304,6 +310,12 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("zipapp", help="build the self-contained voicefleet-models.pyz")
     p.add_argument("--output", required=True)
     p.set_defaults(func=cmd_zipapp)
+
+    p = sub.add_parser("bench", help="verify throughput vs sha256sum; stamp re-verify cost")
+    p.add_argument("file")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--output", help="write the figures as JSON here")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("list", help="show the store's current and previous bundles")
     p.add_argument("--store", type=Path, default=default_store())
