@@ -8,7 +8,8 @@
 #        build_llama_server.sh --print-key SDIST_TARBALL [extra cmake flags...]
 #   env: JOBS (default: nproc), BUILD_ROOT (default: OUT_DIR.build),
 #        TARGET_ARCH (default: uname -m; lets the controller compute a unit's key),
-#        EXTRA_TARGETS (more binaries for the artifact, e.g. llama-quantize; part of the key)
+#        EXTRA_TARGETS (more binaries for the artifact, e.g. llama-quantize; part of the key),
+#        SDIST_SHA256 (--print-key only: the pinned sha256, so the tarball need not be here)
 # The build key is sha256(arch | sdist name | sdist sha256 | cmake flags [| extra targets]):
 # the same inputs give the same key on every machine, so a key names one artifact.
 # Exit codes: 0 built (or already present with the same key), 1 failure.
@@ -43,7 +44,11 @@ base_flags=(
 )
 flags=("${base_flags[@]}" "${extra_flags[@]}")
 
-src_sha=$(sha256sum "$sdist" | cut -c1-64)
+if ((print_key)) && [[ -n ${SDIST_SHA256:-} ]]; then
+  src_sha=$SDIST_SHA256
+else
+  src_sha=$(sha256sum "$sdist" | cut -c1-64)
+fi
 sdist_name=$(basename "$sdist" .tar.gz)
 arch=${TARGET_ARCH:-$(uname -m)}
 key_input="$arch|$sdist_name|$src_sha|${flags[*]}"
@@ -96,9 +101,13 @@ for name in sorted(os.listdir(os.path.join(stage, "bin"))):
             h.update(block)
     files[f"bin/{name}"] = h.hexdigest()
 manifest = {"build_key": key, "arch": arch, "source": sdist, "source_sha256": src_sha,
-            "cmake_flags": flags, "build_seconds": int(secs), "files": files}
+            "cmake_flags": flags, "build_seconds": int(secs), "built_on": os.uname().nodename,
+            "files": files}
 with open(os.path.join(stage, "manifest.json"), "w") as f:
     json.dump(manifest, f, indent=2)
+# `sha256sum -c SHA256SUMS` verifies an installed copy without Python.
+with open(os.path.join(stage, "SHA256SUMS"), "w") as f:
+    f.writelines(f"{digest}  {name}\n" for name, digest in files.items())
 PY
 rm -rf "$out"
 mv "$stage" "$out"
