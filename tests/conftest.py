@@ -1,0 +1,105 @@
+"""Shared fixtures: the real small models (installed by `make setup`), a real llama-server
+process, and real services on loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+VF_HOME = Path(os.environ.get("VOICEFLEET_HOME", Path.home() / ".cache" / "voicefleet"))
+MODELS = VF_HOME / "models" / "current"
+LLAMA_SERVER = VF_HOME / "llama.cpp" / "cpu" / "bin" / "llama-server"
+API_KEY = "test-key"
+
+
+@dataclass
+class ModelPaths:
+    stt_dir: Path
+    tts_voice: Path
+    llm_gguf: Path
+
+
+def _first(pattern: str, root: Path) -> Path:
+    found = sorted(root.glob(pattern))
+    if not found:
+        pytest.fail(f"no {pattern} under {root}: run `make setup` (installs the test models)")
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def model_paths() -> ModelPaths:
+    return ModelPaths(
+        stt_dir=MODELS / "stt",
+        tts_voice=_first("*.onnx", MODELS / "tts"),
+        llm_gguf=_first("*.gguf", MODELS / "llm"),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} while waiting for {url}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+@dataclass
+class LlamaServer:
+    url: str
+    api_key: str
+    ctx_per_slot: int
+    parallel: int
+
+
+LLAMA_API_KEY = "llama-test-key"
+
+
+@pytest.fixture(scope="session")
+def llama_server(
+    model_paths: ModelPaths, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    """A real llama-server process with the tuned flag set (n_ctx = ctx_per_slot * parallel)."""
+    if not LLAMA_SERVER.is_file():
+        pytest.fail(f"{LLAMA_SERVER} missing: run `make setup` (builds llama-server)")
+    ctx_per_slot, parallel = 1024, 8
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama") / "llama-server.log"
+    env = {**os.environ, "LLAMA_API_KEY": LLAMA_API_KEY}
+    cmd = [
+        str(LLAMA_SERVER), "-m", str(model_paths.llm_gguf),
+        "--host", "127.0.0.1", "--port", str(port),
+        "-c", str(ctx_per_slot * parallel), "-np", str(parallel),
+        "-b", "512", "-ub", "256", "-fa", "on", "-t", "2", "--metrics", "--no-webui",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=120, proc=proc)
+        yield LlamaServer(f"http://127.0.0.1:{port}", LLAMA_API_KEY, ctx_per_slot, parallel)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
