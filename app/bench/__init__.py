@@ -1,0 +1,1 @@
+"""`voicefleet bench`: load figures for a unit (LLM streaming, voice turns), as a command."""

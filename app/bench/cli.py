@@ -1,0 +1,158 @@
+"""`voicefleet bench`: print figures and write JSON.
+
+With --llm-url, the same streaming load also runs straight against llama-server in the same
+run (interleaved per round), and the service/raw ratios are reported: the service's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app import __version__
+from app.bench.load import LoadResult, run_load
+from app.bench.voice import run_voice
+
+
+async def _served_llm(url: str, api_key: str | None) -> str:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=30) as c:
+        resp = await c.get("/v1/models")
+        resp.raise_for_status()
+        return str(next(m["id"] for m in resp.json()["data"] if m.get("kind", "llm") == "llm"))
+
+
+def _median_round(results: list[LoadResult]) -> LoadResult:
+    ordered = sorted(results, key=lambda r: r.aggregate_tps)
+    return ordered[len(ordered) // 2]
+
+
+async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    api_key = args.api_key or os.environ.get("VOICEFLEET_API_KEY")
+    llm_key = args.llm_api_key or os.environ.get("LLAMA_API_KEY")
+    model = args.model or await _served_llm(args.url, api_key)
+    clients_list = [int(c) for c in args.clients.split(",")]
+    targets = [("service", args.url, api_key)]
+    if args.llm_url:
+        targets.insert(0, ("llama-server", args.llm_url, llm_key))
+
+    # warm both paths (model pages, prompt cache) before measuring
+    for name, url, key in targets:
+        await run_load(name, url, key, model, 1, 1, 8)
+
+    rounds: dict[tuple[str, int], list[LoadResult]] = {}
+    for _ in range(args.rounds):
+        for clients in clients_list:
+            for name, url, key in targets:
+                result = await run_load(
+                    name, url, key, model, clients, args.requests, args.max_tokens
+                )
+                rounds.setdefault((name, clients), []).append(result)
+
+    llm: list[dict[str, Any]] = []
+    ratios: list[dict[str, Any]] = []
+    for clients in clients_list:
+        for name, _, _ in targets:
+            llm.append(_median_round(rounds[(name, clients)]).as_dict())
+        if args.llm_url:
+            pairs = list(
+                zip(rounds[("service", clients)], rounds[("llama-server", clients)], strict=True)
+            )
+            ratios.append(
+                {
+                    "clients": clients,
+                    "aggregate_tps_ratio": round(
+                        statistics.median(
+                            s.aggregate_tps / r.aggregate_tps for s, r in pairs if r.aggregate_tps
+                        ),
+                        3,
+                    ),
+                    "ttft_added_p50_ms": round(
+                        statistics.median(s.ttft_p50_ms - r.ttft_p50_ms for s, r in pairs), 1
+                    ),
+                }
+            )
+
+    voice = []
+    if args.voice_turns > 0:
+        for clients in clients_list:
+            voice.append(
+                await run_voice(args.url, api_key, clients, args.voice_turns, args.voice_max_tokens)
+            )
+    return {
+        "tool": "voicefleet bench",
+        "version": __version__,
+        "host": platform.node(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": model,
+        "settings": {
+            "clients": clients_list,
+            "requests_per_client": args.requests,
+            "max_tokens": args.max_tokens,
+            "rounds": args.rounds,
+        },
+        "llm": llm,
+        "ratios": ratios,
+        "voice": voice,
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"voicefleet bench — model {report['model']} — {report['time']}")
+    print("\nLLM streaming (median round)")
+    print(f"{'target':<13}{'clients':>8}{'ttft p50':>10}{'ttft p95':>10}"
+          f"{'tok/s/stream':>14}{'tok/s total':>13}{'errors':>8}")  # fmt: skip
+    for r in report["llm"]:
+        print(f"{r['target']:<13}{r['clients']:>8}{r['ttft_p50_ms']:>8.0f}ms"
+              f"{r['ttft_p95_ms']:>8.0f}ms{r['stream_tps_p50']:>14.1f}"
+              f"{r['aggregate_tps']:>13.1f}{r['errors']:>8}")  # fmt: skip
+    if report["ratios"]:
+        print("\nservice / llama-server (same run, median of rounds)")
+        for r in report["ratios"]:
+            print(f"  {r['clients']} clients: aggregate tok/s ratio {r['aggregate_tps_ratio']:.3f}"
+                  f", TTFT added p50 {r['ttft_added_p50_ms']:+.1f} ms")  # fmt: skip
+    if report["voice"]:
+        print("\nvoice turns (/v1/voice, p50 / p95 ms)")
+        for v in report["voice"]:
+            stages = "  ".join(
+                f"{s.removesuffix('_ms')} {v[s + '_p50']:.0f}/{v[s + '_p95']:.0f}"
+                for s in ("stt_ms", "llm_ttft_ms", "llm_total_ms", "tts_ms", "total_ms")
+            )
+            print(f"  {v['clients']} clients, {v['turns']} turns, {v['errors']} errors: {stages}")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    report = asyncio.run(run_bench(args))
+    print_report(report)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    failed = sum(r["errors"] for r in report["llm"]) + sum(v["errors"] for v in report["voice"])
+    return 1 if failed else 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bench", help="benchmark a unit's service (and raw llama-server)")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the voice service")
+    p.add_argument("--api-key", help="service key (default: $VOICEFLEET_API_KEY)")
+    p.add_argument("--llm-url", help="raw llama-server URL, measured in the same run")
+    p.add_argument("--llm-api-key", help="llama-server key (default: $LLAMA_API_KEY)")
+    p.add_argument("--model", help="LLM model id (default: the one the service lists)")
+    p.add_argument("--clients", default="1,8", help="comma-separated concurrency levels")
+    p.add_argument("--requests", type=int, default=2, help="requests per client per round")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds per target")
+    p.add_argument("--voice-turns", type=int, default=1, help="voice turns per client")
+    p.add_argument("--voice-max-tokens", type=int, default=32)
+    p.add_argument("--json", help="write the report here")
+    p.set_defaults(func=_bench)
