@@ -85,7 +85,9 @@ async def one_request(
                 body = (await resp.aread()).decode(errors="replace")[:200]
                 return RequestResult(ok=False, error=f"HTTP {resp.status_code}: {body}")
             async for line in resp.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
+                if line == "data: [DONE]":
+                    break
+                if not line.startswith("data: "):
                     continue
                 event = json.loads(line[6:])
                 if "error" in event:
