@@ -23,6 +23,8 @@ from app.state import Engines, ServiceState
 log = logging.getLogger("voicefleet")
 
 _UNCOUNTED = {"/healthz", "/readyz", "/metrics"}
+# multipart framing and form fields around an upload
+_FORM_OVERHEAD = 64 * 1024
 
 
 def load_engines(settings: Settings) -> Engines:
@@ -43,11 +45,13 @@ def load_engines(settings: Settings) -> Engines:
 
 
 class InFlightLimit:
-    """Caps requests served at once (429 + Retry-After beyond) and counts them by status."""
+    """Caps requests served at once (429 + Retry-After beyond), refuses bodies declared
+    larger than the upload limit (413) and counts requests by status."""
 
-    def __init__(self, app: ASGIApp, limit: int, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, limit: int, max_upload: int, metrics: Metrics) -> None:
         self.app = app
         self.limit = limit
+        self.max_body = max_upload + _FORM_OVERHEAD
         self.metrics = metrics
         self.in_flight = 0
 
@@ -56,6 +60,19 @@ class InFlightLimit:
             await self.app(scope, receive, send)
             return
         route = scope["path"]
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_body:
+            # refuse before reading a byte of an oversize upload
+            self.metrics.requests.labels(route, "413").inc()
+            self.metrics.errors.labels(route, "413").inc()
+            response = error_response(
+                413,
+                f"request body is {int(declared)} bytes; uploads are limited to "
+                f"{self.max_body - _FORM_OVERHEAD} bytes",
+                "upload_too_large",
+            )
+            await response(scope, receive, send)
+            return
         if self.in_flight >= self.limit:
             self.metrics.requests.labels(route, "429").inc()
             self.metrics.errors.labels(route, "too_many_requests").inc()
@@ -125,7 +142,12 @@ def create_app(settings: Settings | None = None, engines: Engines | None = None)
     install_error_handlers(app)
     for module in (health, models, chat, audio, voice):
         app.include_router(module.router)
-    app.add_middleware(InFlightLimit, limit=settings.server.max_in_flight, metrics=state.metrics)
+    app.add_middleware(
+        InFlightLimit,
+        limit=settings.server.max_in_flight,
+        max_upload=settings.limits.max_upload_bytes,
+        metrics=state.metrics,
+    )
     return app
 
 
