@@ -61,7 +61,10 @@ def test_unit_properties(host):
     assert props["ProtectSystem"] == "strict"
     assert props["ProtectHome"] == "yes"
     assert props["PrivateTmp"] == "yes"
-    assert props["CapabilityBoundingSet"] == ""
+    # CapabilityBoundingSet= (empty): the process holds no capability at all.
+    status = host.file(f"/proc/{props['MainPID']}/status").content_string
+    caps = dict(line.split(":\t", 1) for line in status.splitlines() if line.startswith("Cap"))
+    assert int(caps["CapBnd"], 16) == 0 and int(caps["CapEff"], 16) == 0
     assert props["EnvironmentFiles"].startswith("/etc/llama-server/llama-server.env")
 
 
