@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2, 3, 5, 10, 30)
 
@@ -46,3 +46,31 @@ class Metrics:
             "Requests being served now",
             registry=self.registry,
         )
+        # realtime WebSocket (/v1/realtime)
+        self.realtime_sessions = Gauge(
+            "voicefleet_realtime_sessions",
+            "Realtime sessions open now",
+            registry=self.registry,
+        )
+        self.realtime_closed = Counter(
+            "voicefleet_realtime_sessions_closed_total",
+            "Realtime sessions ended or refused, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.realtime_turns = Counter(
+            "voicefleet_realtime_turns_total",
+            "Realtime turns by outcome (done, cancelled, interrupted, merged, error)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.realtime_turn_seconds = Histogram(
+            "voicefleet_realtime_turn_seconds",
+            "Realtime per-turn latency from the end of speech (VAD): vad_end_to_transcript, "
+            "llm_first_token, first_audio, total",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # process_resident_memory_bytes etc. (the realtime soak reads peak RSS from here)
+        ProcessCollector(registry=self.registry)

@@ -97,6 +97,50 @@ class LimitsSettings(BaseModel):
     queue_timeout_s: float = Field(30.0, gt=0)
 
 
+class RealtimeSettings(BaseModel):
+    """The /v1/realtime WebSocket: limits, turn detection (Silero VAD), reply streaming."""
+
+    max_sessions: int = Field(16, ge=1)
+    # one WebSocket message (a PCM frame or a JSON event); larger ones close with 1009
+    max_frame_bytes: int = Field(64 * 1024, ge=1024)
+    max_session_s: float = Field(1800.0, gt=0)
+    # no message from the client for this long closes the session (4001)
+    idle_timeout_s: float = Field(60.0, gt=0)
+    # outgoing bytes a client may fall behind by before it is closed as a slow reader (4002)
+    max_send_buffer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    default_sample_rate: int = Field(16000, ge=8000, le=48000)
+    # Silero speech probability: >= threshold is speech, < neg_threshold is silence
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
+    vad_neg_threshold: float = Field(0.35, gt=0, lt=1)
+    # voiced time before speech_started (shorter blips are ignored)
+    min_speech_ms: int = Field(128, ge=32)
+    # silence that ends an utterance: speech_stopped, the reply starts speculatively
+    end_silence_ms: int = Field(224, ge=64)
+    # silence before the turn is committed and its reply may be heard; speech resuming
+    # earlier cancels the speculative reply and merges the two parts into one request
+    commit_silence_ms: int = Field(544, ge=64)
+    # audio kept from before speech_started (the VAD reacts a window or two late)
+    speech_pad_ms: int = Field(192, ge=0)
+    max_utterance_s: float = Field(20.0, gt=1)
+    # reply: max_tokens (None: llm.default_max_tokens), sentence chunks for TTS
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    chunk_max_chars: int = Field(160, ge=20)
+    # a first chunk may end at a comma once it is this long (earlier first audio)
+    first_chunk_min_chars: int = Field(40, ge=1)
+    # history trimming keeps the system prompt, drops the oldest whole turns down to this
+    # fraction of the budget at once, so the cached prefix changes rarely
+    history_low_water: float = Field(0.5, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _commit_after_end(self) -> RealtimeSettings:
+        if self.commit_silence_ms < self.end_silence_ms:
+            raise ValueError("realtime.commit_silence_ms must be >= realtime.end_silence_ms")
+        if self.vad_neg_threshold > self.vad_threshold:
+            raise ValueError("realtime.vad_neg_threshold must be <= realtime.vad_threshold")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VOICEFLEET_",
@@ -109,6 +153,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     tts: TTSSettings = TTSSettings()
     limits: LimitsSettings = LimitsSettings()
+    realtime: RealtimeSettings = RealtimeSettings()
 
     @model_validator(mode="after")
     def _check_exposure(self) -> Settings:

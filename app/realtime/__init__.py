@@ -1,0 +1,1 @@
+"""Realtime voice over a WebSocket: VAD, turn detection, streamed replies, barge-in."""
