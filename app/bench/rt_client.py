@@ -29,7 +29,8 @@ def wav_pcm(data: bytes) -> tuple[PCM, int]:
 def _frame_rms(pcm: PCM, rate: int, frame_ms: int = 20) -> npt.NDArray[np.float64]:
     n = rate * frame_ms // 1000
     frames = pcm[: len(pcm) // n * n].astype(np.float64).reshape(-1, n)
-    return np.sqrt((frames**2).mean(axis=1))
+    rms: npt.NDArray[np.float64] = np.sqrt((frames**2).mean(axis=1))
+    return rms
 
 
 def trim_silence(pcm: PCM, rate: int, level: float = 300.0) -> PCM:
@@ -124,9 +125,9 @@ class RealtimeClient:
         ]
 
     async def wait_for(
-        self, kind: str, turn: int | None = None, timeout: float = 60.0, count: int = 1
+        self, kind: str, turn: int | None = None, timeout_s: float = 60.0, count: int = 1
     ) -> Event:
-        deadline = time.perf_counter() + timeout
+        deadline = time.perf_counter() + timeout_s
         while True:
             found = self.of(kind, turn)
             if len(found) >= count:
@@ -135,7 +136,7 @@ class RealtimeClient:
                 raise ConnectionError(f"closed ({self.closed_code}) waiting for {kind}")
             left = deadline - time.perf_counter()
             if left <= 0:
-                raise TimeoutError(f"no {kind} (turn {turn}) within {timeout} s")
+                raise TimeoutError(f"no {kind} (turn {turn}) within {timeout_s} s")
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)

@@ -35,7 +35,7 @@ async def test_utterance_gives_transcript_reply_and_audio(
     rt = await RealtimeClient.open(server_service.url, API_KEY, sample_rate=rate)
     try:
         await rt.send_audio(_with_silence(trim_silence(pcm, rate), rate), rate, pace=1.0)
-        done = await rt.wait_for("response.done", timeout=60)
+        done = await rt.wait_for("response.done", timeout_s=60)
         timings = (await rt.wait_for("turn.timings")).data
     finally:
         await rt.close()
@@ -57,7 +57,8 @@ async def test_utterance_gives_transcript_reply_and_audio(
     with wave.open(buf, "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(out_rate)
         w.writeframes(bytes(audio))
-    assert wave.open(io.BytesIO(buf.getvalue())).getnframes() == len(samples)
+    with wave.open(io.BytesIO(buf.getvalue())) as w:
+        assert w.getnframes() == len(samples)
     for key in ("vad_end_to_transcript_ms", "vad_end_to_llm_first_token_ms",
                 "vad_end_to_first_audio_ms", "total_ms"):  # fmt: skip
         assert timings[key] > 0, key
@@ -71,7 +72,7 @@ async def test_pause_between_two_sentences_gives_one_reply(server_service: Servi
     rt = await RealtimeClient.open(server_service.url, API_KEY, sample_rate=rate)
     try:
         await rt.send_audio(_with_silence(audio, rate), rate, pace=1.0)
-        await rt.wait_for("response.done", timeout=60)
+        await rt.wait_for("response.done", timeout_s=60)
         await rt.send_audio(silence(rate, 1.0), rate, pace=0)  # anything else would show now
         await rt.wait_for("turn.timings")
     finally:
@@ -93,15 +94,15 @@ async def test_barge_in_cancels_the_reply_and_the_next_turn_works(
     rt = await RealtimeClient.open(server_service.url, API_KEY, sample_rate=rate, max_tokens=200)
     try:
         await rt.send_audio(_with_silence(long_question, rate, after=0.8), rate, pace=0)
-        first_audio = await rt.wait_for("response.audio", timeout=60)
+        first_audio = await rt.wait_for("response.audio", timeout_s=60)
         turn1 = first_audio.data["turn"]
         # the user talks over the reply
         await rt.send_audio(_with_silence(pcm, rate, before=0.0), rate, pace=1.0)
-        cancelled = await rt.wait_for("response.cancelled", turn=turn1, timeout=30)
+        cancelled = await rt.wait_for("response.cancelled", turn=turn1, timeout_s=30)
         assert cancelled.data["reason"] == "barge_in"
-        transcript2 = await rt.wait_for("transcript", count=2, timeout=60)
+        transcript2 = await rt.wait_for("transcript", count=2, timeout_s=60)
         turn2 = transcript2.data["turn"]
-        await rt.wait_for("response.done", turn=turn2, timeout=60)
+        await rt.wait_for("response.done", turn=turn2, timeout_s=60)
     finally:
         await rt.close()
     assert "weather" in transcript2.data["text"].lower()
@@ -114,6 +115,6 @@ async def test_barge_in_cancels_the_reply_and_the_next_turn_works(
     # llama-server stopped generating: no slot is still busy with the cancelled reply
     llama_url = server_service.settings.llm.server_url
     slot = rt.of("session.created")[0].data["slot"]
-    with httpx.Client(headers={"Authorization": f"Bearer {LLAMA_API_KEY}"}) as c:
-        slots = c.get(f"{llama_url}/slots").json()
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {LLAMA_API_KEY}"}) as c:
+        slots = (await c.get(f"{llama_url}/slots")).json()
     assert not next(s for s in slots if s["id"] == slot)["is_processing"]

@@ -1,0 +1,265 @@
+"""Realtime benchmarks against /v1/realtime (voicefleet bench --realtime...).
+
+- first audio: the same utterance answered by the streamed WebSocket and by one-shot
+  /v1/voice, interleaved round by round. Streamed is timed from the last voiced frame sent
+  (audio fed at real-time pace, so turn detection is included) to the first audio message;
+  one-shot from the request (the whole utterance is already there) to the answer (the
+  answer *is* its first audio).
+- history: turn-2 vs turn-1 LLM first-token time of N concurrent conversations whose turn 1
+  leaves a ~400-token history: with the slot kept per session and prompt caching, turn 2
+  prefills only its new tokens.
+- soak: N sessions talking for S seconds; errors and the service's peak RSS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from app.bench.rt_client import PCM, RealtimeClient, silence, trim_silence, wav_pcm
+from app.bench.voice import make_utterance
+
+QUESTION = "Tell me about the history of the bicycle."
+PASSAGE = (
+    "The bicycle began in 1817 as the draisine, a wooden running machine without pedals that "
+    "riders pushed along with their feet. In the 1860s French makers added pedals to the front "
+    "wheel, and the velocipede, nicknamed the boneshaker, became a fashion in Paris. Larger "
+    "front wheels went faster, which led to the high wheeler of the 1870s, elegant but "
+    "dangerous, since a rider sat far above the ground. The safety bicycle of the 1880s, with "
+    "two wheels of similar size and a chain driving the rear wheel, solved that problem, and "
+    "the pneumatic tyre, patented by John Boyd Dunlop in 1888, made the ride comfortable. "
+    "Within a decade millions of people owned one. Bicycles gave women new independence, "
+    "changed courtship in the countryside, and pushed governments to pave roads, which later "
+    "served the automobile. Factories that built bicycles trained the mechanics who went on to "
+    "build cars and aeroplanes; the Wright brothers ran a bicycle shop. In the twentieth "
+    "century the bicycle became a cheap, everyday vehicle in Asia and Europe, while in North "
+    "America it was mostly a toy until the fitness boom of the 1970s. Today city planners "
+    "build protected lanes, electric assistance extends the range of ordinary riders, and "
+    "shared bicycles stand on street corners in hundreds of cities around the world. "
+)
+FOLLOW_UP = "Which invention made riding comfortable?"
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 1) if values else 0.0
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+async def _one_shot(c: httpx.AsyncClient, wav: bytes, max_tokens: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    r = await c.post(
+        "/v1/voice",
+        files={"file": ("q.wav", wav, "audio/wav")},
+        data={"response_format": "json", "max_tokens": str(max_tokens), "temperature": "0"},
+    )
+    elapsed = (time.perf_counter() - t0) * 1000
+    r.raise_for_status()
+    body = r.json()
+    return {"first_audio_ms": elapsed, "words": len(body["reply"].split()),
+            "transcript": body["transcript"]}  # fmt: skip
+
+
+async def _streamed(
+    url: str, api_key: str | None, pcm: PCM, rate: int, max_tokens: int
+) -> dict[str, Any]:
+    rt = await RealtimeClient.open(url, api_key, rate, max_tokens=max_tokens, temperature=0.0)
+    try:
+        audio = np.concatenate([silence(rate, 0.3), pcm, silence(rate, 1.5)])
+        t_voiced = await rt.send_audio(audio, rate, pace=1.0)
+        first = await rt.wait_for("response.audio", timeout_s=120)
+        done = await rt.wait_for("response.done", timeout_s=120)
+        timings = (await rt.wait_for("turn.timings", timeout_s=30)).data
+    finally:
+        await rt.close()
+    return {
+        "first_audio_ms": (first.t - t_voiced) * 1000,
+        "words": len(done.data["text"].split()),
+        "transcript": rt.of("transcript")[0].data["text"],
+        "server": timings,
+    }
+
+
+async def run_first_audio(
+    url: str, api_key: str | None, rounds: int, max_tokens: int
+) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, headers=_headers(api_key), timeout=300) as c:
+        wav = await make_utterance(c, QUESTION)
+        pcm, rate = wav_pcm(wav)
+        pcm = trim_silence(pcm, rate)
+        await _one_shot(c, wav, 8)  # warm-up
+        oneshot, streamed = [], []
+        for _ in range(rounds):
+            oneshot.append(await _one_shot(c, wav, max_tokens))
+            streamed.append(await _streamed(url, api_key, pcm, rate, max_tokens))
+    s_ms = [r["first_audio_ms"] for r in streamed]
+    o_ms = [r["first_audio_ms"] for r in oneshot]
+    server = [r["server"] for r in streamed]
+    return {
+        "utterance_s": round(len(pcm) / rate, 2),
+        "rounds": rounds,
+        "max_tokens": max_tokens,
+        "reply_words_streamed": _median([r["words"] for r in streamed]),
+        "reply_words_oneshot": _median([r["words"] for r in oneshot]),
+        "transcript": streamed[0]["transcript"],
+        "streamed_first_audio_ms": s_ms,
+        "oneshot_first_audio_ms": o_ms,
+        "streamed_p50_ms": _median(s_ms),
+        "oneshot_p50_ms": _median(o_ms),
+        "ratio_p50": round(statistics.median(s / o for s, o in zip(s_ms, o_ms, strict=True)), 3),
+        "server_p50": {
+            k: _median([t[k] for t in server])
+            for k in (
+                "stt_ms",
+                "vad_end_to_transcript_ms",
+                "vad_end_to_llm_first_token_ms",
+                "vad_end_to_first_audio_ms",
+                "last_voiced_to_first_audio_ms",
+            )
+        },
+    }
+
+
+async def _text_turn(rt: RealtimeClient, text: str, count: int) -> tuple[float, dict[str, Any]]:
+    t0 = time.perf_counter()
+    await rt.send_event({"type": "input_text", "text": text})
+    transcript = await rt.wait_for("transcript", count=count, timeout_s=300)
+    turn = transcript.data["turn"]
+    first = await rt.wait_for("response.text.delta", turn=turn, timeout_s=300)
+    timings = (await rt.wait_for("turn.timings", turn=turn, timeout_s=300)).data
+    return (first.t - t0) * 1000, timings
+
+
+async def run_history(
+    url: str, api_key: str | None, conversations: int, max_tokens: int
+) -> dict[str, Any]:
+    clients = [
+        await RealtimeClient.open(url, api_key, max_tokens=max_tokens, temperature=0.0)
+        for _ in range(conversations)
+    ]
+    try:
+        # a different opening per conversation, so no slot can borrow another's cache
+        t1 = await asyncio.gather(*(
+            _text_turn(rt, f"Conversation {i}. Read this: {PASSAGE} Summarise it.", 1)
+            for i, rt in enumerate(clients)
+        ))  # fmt: skip
+        t2 = await asyncio.gather(*(_text_turn(rt, FOLLOW_UP, 2) for rt in clients))
+    finally:
+        await asyncio.gather(*(rt.close() for rt in clients))
+    ttft1 = [t[0] for t in t1]
+    ttft2 = [t[0] for t in t2]
+    return {
+        "conversations": conversations,
+        "turn1_prompt_tokens_p50": _median([t[1]["prompt_tokens"] for t in t1]),
+        "turn2_prompt_tokens_p50": _median([t[1]["prompt_tokens"] for t in t2]),
+        "turn1_first_token_p50_ms": _median(ttft1),
+        "turn2_first_token_p50_ms": _median(ttft2),
+        "turn1_first_token_max_ms": round(max(ttft1), 1),
+        "turn2_first_token_max_ms": round(max(ttft2), 1),
+        "ratio_p50": round(_median(ttft2) / _median(ttft1), 3) if ttft1 else 0.0,
+    }
+
+
+async def _rss_bytes(c: httpx.AsyncClient) -> float:
+    text = (await c.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("process_resident_memory_bytes "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def run_soak(url: str, api_key: str | None, sessions: int, seconds: float) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, headers=_headers(api_key), timeout=60) as c:
+        wav = await make_utterance(c)
+        pcm, rate = wav_pcm(wav)
+        audio = np.concatenate([silence(rate, 0.2), trim_silence(pcm, rate), silence(rate, 1.0)])
+        rss_start = await _rss_bytes(c)
+        deadline = time.perf_counter() + seconds
+        errors: list[str] = []
+        turns: list[int] = []
+
+        async def talker() -> None:
+            try:
+                rt = await RealtimeClient.open(url, api_key, rate, max_tokens=24)
+            except Exception as exc:
+                errors.append(f"connect: {exc!r}")
+                return
+            done = 0
+            try:
+                while time.perf_counter() < deadline:
+                    await rt.send_audio(audio, rate, pace=1.0)
+                    await rt.wait_for("response.done", count=done + 1, timeout_s=120)
+                    done += 1
+            except Exception as exc:
+                errors.append(repr(exc))
+            finally:
+                errors.extend(str(e.data) for e in rt.of("error"))
+                await rt.close()
+                turns.append(done)
+
+        peak = rss_start
+        task = asyncio.gather(*(talker() for _ in range(sessions)))
+        while not task.done():
+            peak = max(peak, await _rss_bytes(c))
+            await asyncio.sleep(0.5)
+        await task
+        rss_end = await _rss_bytes(c)
+    return {
+        "sessions": sessions,
+        "seconds": seconds,
+        "turns": sum(turns),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "rss_start_mib": round(rss_start / 2**20, 1),
+        "rss_peak_mib": round(max(peak, rss_end) / 2**20, 1),
+        "rss_end_mib": round(rss_end / 2**20, 1),
+    }
+
+
+def print_realtime(report: dict[str, Any]) -> None:
+    fa = report.get("first_audio")
+    if fa:
+        words = fa["reply_words_streamed"]
+        print(f"\nrealtime first audio ({fa['utterance_s']} s utterance, ~{words:.0f}-word "
+              f"reply, {fa['rounds']} rounds, p50)")  # fmt: skip
+        print(f"  streamed (from the last voiced frame): {fa['streamed_p50_ms']:.0f} ms")
+        print(f"  one-shot /v1/voice:                    {fa['oneshot_p50_ms']:.0f} ms")
+        print(f"  ratio streamed / one-shot:             {fa['ratio_p50']:.3f} (goal <= 0.5)")
+        print(
+            "  server (p50 ms): " + ", ".join(f"{k} {v:.0f}" for k, v in fa["server_p50"].items())
+        )
+    hist = report.get("history")
+    if hist:
+        print(f"\nrealtime history ({hist['conversations']} concurrent conversations, "
+              f"{hist['turn1_prompt_tokens_p50']:.0f}-token turn-1 prompts, "
+              f"{hist['turn2_prompt_tokens_p50']:.0f}-token turn-2 prompts)")  # fmt: skip
+        print(f"  LLM first token p50: turn 1 {hist['turn1_first_token_p50_ms']:.0f} ms, "
+              f"turn 2 {hist['turn2_first_token_p50_ms']:.0f} ms, ratio {hist['ratio_p50']:.3f}"
+              " (goal <= 0.3)")  # fmt: skip
+    soak = report.get("soak")
+    if soak:
+        print(f"\nrealtime soak: {soak['sessions']} sessions x {soak['seconds']:.0f} s: "
+              f"{soak['turns']} turns, {soak['errors']} errors; service RSS "
+              f"{soak['rss_start_mib']:.0f} MiB -> peak "
+              f"{soak['rss_peak_mib']:.0f} MiB")  # fmt: skip
+
+
+async def run_realtime(args: Any, api_key: str | None) -> dict[str, Any]:
+    """The sections `voicefleet bench` asked for (flags in app/bench/cli.py)."""
+    url = args.url.rstrip("/")
+    report: dict[str, Any] = {}
+    if args.realtime or args.realtime_only:
+        report["first_audio"] = await run_first_audio(
+            url, api_key, args.realtime_rounds, args.realtime_max_tokens
+        )
+        report["history"] = await run_history(url, api_key, args.realtime_conversations, 32)
+    if args.realtime_soak:
+        report["soak"] = await run_soak(url, api_key, args.realtime_sessions, args.realtime_soak)
+    return report
