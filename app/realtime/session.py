@@ -162,6 +162,8 @@ class Session:
             try:
                 message = await asyncio.wait_for(self.ws.receive(), self.cfg.idle_timeout_s)
             except TimeoutError:
+                if self.reply is not None and self.reply.playing(time.perf_counter()):
+                    continue  # listening to the reply is not idling
                 idle = f"nothing received for {self.cfg.idle_timeout_s:.0f} s"
                 self._fail(_Close(CLOSE_IDLE, "idle_timeout"), notify=True, message=idle)
                 return

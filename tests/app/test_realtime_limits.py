@@ -1,0 +1,160 @@
+"""/v1/realtime refusals and limits: auth before accept, garbage, oversized frames, full
+service, idle timeout; each gets a clear answer and the service keeps serving the others."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from app.bench.rt_client import RealtimeClient
+from tests.app.conftest import API_KEY, Service, make_settings, run_service
+from tests.conftest import LlamaServer, ModelPaths
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small_service(
+    model_paths: ModelPaths, stt_tts: tuple[Any, Any], llama_server: LlamaServer
+) -> Iterator[Service]:
+    """Two sessions at most, small frames, a short idle timeout."""
+    from app.engines.llm_server import LlamaServerLLM
+    from app.state import Engines
+
+    settings = make_settings(
+        model_paths, "server", llama_server,
+        realtime={"max_sessions": 2, "max_frame_bytes": 4096, "idle_timeout_s": 1.5},
+    )  # fmt: skip
+    engines = Engines(stt=stt_tts[0], llm=LlamaServerLLM(settings.llm), tts=stt_tts[1])
+    yield from run_service(settings, engines)
+
+
+def _ws(svc: Service) -> str:
+    return svc.url.replace("http://", "ws://") + "/v1/realtime"
+
+
+async def _refused(svc: Service, **kw: Any) -> InvalidStatus:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(_ws(svc), open_timeout=10, **kw):
+            pass
+    return info.value
+
+
+async def _pong(rt: RealtimeClient) -> None:
+    count = len(rt.of("pong"))
+    await rt.send_event({"type": "ping"})
+    await rt.wait_for("pong", count=count + 1, timeout_s=10)
+
+
+async def test_wrong_or_missing_key_is_401_before_accept(small_service: Service) -> None:
+    missing = await _refused(small_service)
+    assert missing.response.status_code == 401
+    assert json.loads(missing.response.body or b"{}")["error"]["code"] == "no_key"
+    wrong = await _refused(small_service, additional_headers={"Authorization": "Bearer nope"})
+    assert wrong.response.status_code == 401
+    assert json.loads(wrong.response.body or b"{}")["error"]["code"] == "invalid_api_key"
+    # browsers: the key as a subprotocol
+    bad_proto = await _refused(small_service, subprotocols=["voicefleet.v1", "bearer.nope"])
+    assert bad_proto.response.status_code == 401
+    async with connect(
+        _ws(small_service), subprotocols=["voicefleet.v1", f"bearer.{API_KEY}"]
+    ) as ws:
+        assert ws.subprotocol == "voicefleet.v1"
+        assert json.loads(await ws.recv())["type"] == "session.created"
+
+
+async def test_garbage_gets_error_events_then_1008_others_unaffected(
+    small_service: Service,
+) -> None:
+    other = await RealtimeClient.open(small_service.url, API_KEY)
+    rt = await RealtimeClient.open(small_service.url, API_KEY)
+    try:
+        await rt.ws.send("this is not json")
+        err = await rt.wait_for("error", timeout_s=10)
+        assert err.data["code"] == "invalid_event" and not err.data["fatal"]
+        await _pong(rt)  # still served
+        await rt.ws.send(json.dumps({"type": "no.such.event"}))
+        await rt.ws.send(json.dumps({"type": "session.update", "sample_rate": 3}))
+        await rt.ws.send(b"\x01\x02\x03")  # odd length: not 16-bit PCM
+        await rt.wait_for("error", count=4, timeout_s=10)
+        codes = [e.data["code"] for e in rt.of("error")]
+        assert codes == ["invalid_event", "invalid_event", "invalid_event", "invalid_audio"]
+        await rt.ws.send("{]")
+        with pytest.raises(ConnectionError):
+            await rt.wait_for("pong", count=99, timeout_s=10)
+        assert rt.closed_code == 1008
+        await _pong(other)
+    finally:
+        await asyncio.gather(rt.close(), other.close())
+
+
+async def test_oversized_frame_closes_1009_others_unaffected(small_service: Service) -> None:
+    other = await RealtimeClient.open(small_service.url, API_KEY)
+    rt = await RealtimeClient.open(small_service.url, API_KEY)
+    try:
+        await rt.ws.send(b"\x00" * 8192)
+        with pytest.raises(ConnectionError):
+            await rt.wait_for("pong", timeout_s=10)
+        assert rt.closed_code == 1009
+        fatal = rt.of("error")[-1].data
+        assert fatal["code"] == "frame_too_large" and fatal["fatal"]
+        await _pong(other)
+    finally:
+        await asyncio.gather(rt.close(), other.close())
+
+
+async def test_full_service_refuses_with_503_then_frees_the_place(
+    small_service: Service,
+) -> None:
+    sessions = [await RealtimeClient.open(small_service.url, API_KEY) for _ in range(2)]
+    try:
+        full = await _refused(
+            small_service, additional_headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        assert full.response.status_code == 503
+        assert full.response.headers["retry-after"]
+        assert json.loads(full.response.body or b"{}")["error"]["code"] == "too_many_sessions"
+        for rt in sessions:
+            await _pong(rt)
+    finally:
+        await asyncio.gather(*(rt.close() for rt in sessions))
+    for _ in range(50):  # the server notices the closes
+        try:
+            again = await RealtimeClient.open(small_service.url, API_KEY)
+            break
+        except InvalidStatus:
+            await asyncio.sleep(0.1)
+    await _pong(again)
+    await again.close()
+
+
+async def test_idle_session_is_closed_4001(small_service: Service) -> None:
+    rt = await RealtimeClient.open(small_service.url, API_KEY)
+    try:
+        with pytest.raises(ConnectionError):
+            await rt.wait_for("pong", timeout_s=10)
+        assert rt.closed_code == 4001
+        assert rt.of("error")[-1].data["code"] == "idle_timeout"
+    finally:
+        await rt.close()
+
+
+async def test_disconnect_mid_reply_frees_the_session(small_service: Service) -> None:
+    rt = await RealtimeClient.open(small_service.url, API_KEY, max_tokens=200)
+    await rt.send_event({"type": "input_text", "text": "Tell me a long story about a cat."})
+    await rt.wait_for("response.text.delta", timeout_s=60)
+    await rt.close()
+    # both places are free again soon: the reply stopped with the client
+    for _ in range(50):
+        try:
+            pair = [await RealtimeClient.open(small_service.url, API_KEY) for _ in range(2)]
+            break
+        except InvalidStatus:
+            await asyncio.sleep(0.1)
+    await asyncio.gather(*(p.close() for p in pair))
