@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from app.bench.rt_client import RealtimeClient
 from tests.app.conftest import API_KEY, Service, make_settings, run_service
