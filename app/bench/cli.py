@@ -20,6 +20,7 @@ import httpx
 
 from app import __version__
 from app.bench.load import LoadResult, run_load
+from app.bench.realtime import print_realtime, run_realtime
 from app.bench.voice import run_voice
 
 
@@ -42,6 +43,9 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     model = args.model or await _served_llm(args.url, api_key)
     clients_list = [int(c) for c in args.clients.split(",")]
     targets = [("service", args.url, api_key)]
+    if args.realtime_only:
+        return {**_header(model, args, clients_list), "llm": [], "ratios": [], "voice": [],
+                "realtime": await run_realtime(args, api_key)}  # fmt: skip
     if args.llm_url:
         targets.insert(0, ("llama-server", args.llm_url, llm_key))
 
@@ -103,7 +107,21 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "llm": llm,
         "ratios": ratios,
         "voice": voice,
+        **({"realtime": await run_realtime(args, api_key)} if _wants_realtime(args) else {}),
     }
+
+
+def _wants_realtime(args: argparse.Namespace) -> bool:
+    return bool(args.realtime or args.realtime_soak)
+
+
+def _header(model: str, args: argparse.Namespace, clients: list[int]) -> dict[str, Any]:
+    """The report's header keys, for --realtime-only (which skips the LLM/voice sections)."""
+    settings = dict(clients=clients, requests_per_client=args.requests,
+                    max_tokens=args.max_tokens, rounds=args.rounds)  # fmt: skip
+    return dict(tool="voicefleet bench", version=__version__, host=platform.node(),
+                time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), model=model,
+                settings=settings)  # fmt: skip
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -128,6 +146,8 @@ def print_report(report: dict[str, Any]) -> None:
                 for s in ("stt_ms", "llm_ttft_ms", "llm_total_ms", "tts_ms", "total_ms")
             )
             print(f"  {v['clients']} clients, {v['turns']} turns, {v['errors']} errors: {stages}")
+    if report.get("realtime"):
+        print_realtime(report["realtime"])
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -138,6 +158,7 @@ def _bench(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     failed = sum(r["errors"] for r in report["llm"]) + sum(v["errors"] for v in report["voice"])
+    failed += report.get("realtime", {}).get("soak", {}).get("errors", 0)
     return 1 if failed else 0
 
 
@@ -155,4 +176,21 @@ def register(sub: Any) -> None:
     p.add_argument("--voice-turns", type=int, default=1, help="voice turns per client")
     p.add_argument("--voice-max-tokens", type=int, default=32)
     p.add_argument("--json", help="write the report here")
+    rt = p.add_argument_group("realtime (/v1/realtime)")
+    rt.add_argument("--realtime", action="store_true",
+                    help="first audio streamed vs one-shot /v1/voice, and turn-2 vs turn-1 "
+                         "first-token time of concurrent conversations")  # fmt: skip
+    rt.add_argument(
+        "--realtime-only",
+        action="store_true",
+        help="run only the realtime sections (no LLM load, no /v1/voice turns)",
+    )
+    rt.add_argument("--realtime-rounds", type=int, default=3,
+                    help="interleaved streamed/one-shot rounds")  # fmt: skip
+    rt.add_argument("--realtime-max-tokens", type=int, default=96,
+                    help="reply length for the first-audio comparison (~60 words)")  # fmt: skip
+    rt.add_argument("--realtime-conversations", type=int, default=8)
+    rt.add_argument("--realtime-soak", type=float, default=0.0, metavar="SECONDS",
+                    help="N sessions talking for SECONDS: errors and peak RSS")  # fmt: skip
+    rt.add_argument("--realtime-sessions", type=int, default=8, help="sessions in the soak")
     p.set_defaults(func=_bench)
