@@ -115,7 +115,7 @@ class RealtimeSettings(BaseModel):
     # voiced time before speech_started (shorter blips are ignored)
     min_speech_ms: int = Field(128, ge=32)
     # silence that ends an utterance: speech_stopped, the reply starts speculatively
-    end_silence_ms: int = Field(224, ge=64)
+    end_silence_ms: int = Field(128, ge=64)
     # silence before the turn is committed and its reply may be heard; speech resuming
     # earlier cancels the speculative reply and merges the two parts into one request
     commit_silence_ms: int = Field(544, ge=64)
@@ -126,8 +126,8 @@ class RealtimeSettings(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     chunk_max_chars: int = Field(160, ge=20)
-    # a first chunk may end at a comma once it is this long (earlier first audio)
-    first_chunk_min_chars: int = Field(40, ge=1)
+    # a first chunk may end at a comma or a phrase break once this long (earlier first audio)
+    first_chunk_min_chars: int = Field(24, ge=1)
     # history trimming keeps the system prompt, drops the oldest whole turns down to this
     # fraction of the budget at once, so the cached prefix changes rarely
     history_low_water: float = Field(0.5, gt=0.0, lt=1.0)

@@ -118,6 +118,7 @@ async def run_first_audio(
             k: _median([t[k] for t in server])
             for k in (
                 "stt_ms",
+                "llm_ttft_ms",
                 "vad_end_to_transcript_ms",
                 "vad_end_to_llm_first_token_ms",
                 "vad_end_to_first_audio_ms",
@@ -259,7 +260,8 @@ async def run_realtime(args: Any, api_key: str | None) -> dict[str, Any]:
         report["first_audio"] = await run_first_audio(
             url, api_key, args.realtime_rounds, args.realtime_max_tokens
         )
-        report["history"] = await run_history(url, api_key, args.realtime_conversations, 32)
+        if args.realtime_conversations > 0:
+            report["history"] = await run_history(url, api_key, args.realtime_conversations, 32)
     if args.realtime_soak:
         report["soak"] = await run_soak(url, api_key, args.realtime_sessions, args.realtime_soak)
     return report

@@ -1,8 +1,10 @@
 """Cut a streamed reply into pieces TTS can speak as soon as they are complete.
 
 A piece ends at a sentence end (. ! ? or a line break, followed by whitespace, not after a
-common abbreviation or between digits as in 3.5). The first piece may also end at a
-clause boundary (, ; :) once it is `first_min_chars` long, so the first audio comes sooner.
+common abbreviation or between digits as in 3.5). The *first* piece may end earlier, once it
+is `first_min_chars` long: at a clause boundary (, ; :) or before a word that opens a phrase
+("of", "and", "which"...), where a spoken pause sounds natural. A short first piece is quick
+to generate and to synthesise, so the first audio comes sooner; the rest goes by sentences.
 No piece exceeds `max_chars`: a longer run is cut at its last clause boundary or space.
 """
 
@@ -13,6 +15,12 @@ import re
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "no", "jr", "sr"}
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|\n+")
 _CLAUSE_END = re.compile(r"[,;:](?=\s)")
+_PHRASE_OPENERS = (
+    "and|but|or|so|because|which|who|that|when|where|while|with|of|in|on|for|to|from|"
+    "about|by|as|after|before|since|until|if"
+)
+# a space before a complete phrase-opening word (the word is followed by a space)
+_PHRASE_BREAK = re.compile(rf"\s(?=(?:{_PHRASE_OPENERS})\s)", re.IGNORECASE)
 
 
 class SentenceChunker:
@@ -59,6 +67,10 @@ class SentenceChunker:
         if self._emitted == 0 and len(buf) >= self.first_min_chars:
             clauses = [m.end() for m in _CLAUSE_END.finditer(buf)]
             usable = [c for c in clauses if c >= self.first_min_chars // 2]
+            if usable:
+                return usable[0]
+            breaks = [m.start() for m in _PHRASE_BREAK.finditer(buf)]
+            usable = [b for b in breaks if b >= self.first_min_chars]
             if usable:
                 return usable[0]
         if len(buf) > self.max_chars:
