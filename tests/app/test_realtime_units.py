@@ -99,3 +99,17 @@ def test_streaming_vad_finds_speech_in_real_audio(speech_wav: bytes) -> None:
     assert [k for k, _ in kinds] == ["speech_started", "speech_stopped", "commit"]
     started = kinds[0][1]
     assert 300 <= started <= 800  # speech begins at 500 ms
+
+
+async def test_outbox_refuses_a_reader_too_far_behind_and_drops_cancelled_turns() -> None:
+    from app.realtime.outbox import Outbox, Overflow
+
+    box = Outbox(max_bytes=100_000)
+    box.put({"type": "transcript", "turn": 1, "text": "hi"})
+    for _ in range(3):
+        box.put({"type": "response.audio", "turn": 1}, b"\0" * 30_000)
+    with pytest.raises(Overflow):
+        box.put({"type": "response.audio", "turn": 1}, b"\0" * 30_000)
+    assert box.drop_turn(1) == 3  # the transcript stays
+    assert (await box.get()).event["type"] == "transcript"
+    box.put({"type": "response.audio", "turn": 2}, b"\0" * 90_000)  # room again
