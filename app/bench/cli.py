@@ -19,7 +19,9 @@ from typing import Any
 import httpx
 
 from app import __version__
+from app.bench.gate import evaluate, load_thresholds, print_gate
 from app.bench.load import LoadResult, run_load
+from app.bench.quality import run_quality
 from app.bench.realtime import print_realtime, run_realtime
 from app.bench.voice import run_voice
 
@@ -92,6 +94,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             voice.append(
                 await run_voice(args.url, api_key, clients, args.voice_turns, args.voice_max_tokens)
             )
+    quality = await run_quality(args.url, api_key) if args.quality else None
     return {
         "tool": "voicefleet bench",
         "version": __version__,
@@ -108,6 +111,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "ratios": ratios,
         "voice": voice,
         **({"realtime": await run_realtime(args, api_key)} if _wants_realtime(args) else {}),
+        **({"quality": quality} if quality is not None else {}),
     }
 
 
@@ -151,14 +155,20 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    thresholds = load_thresholds(Path(args.thresholds)) if args.thresholds else None
     report = asyncio.run(run_bench(args))
     print_report(report)
+    if thresholds is not None:
+        report["gate"] = evaluate(report, thresholds)
+        print_gate(report["gate"])
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     failed = sum(r["errors"] for r in report["llm"]) + sum(v["errors"] for v in report["voice"])
     failed += report.get("realtime", {}).get("soak", {}).get("errors", 0)
+    if "gate" in report:  # the gate decides (it counts errors among its checks)
+        return 0 if report["gate"]["passed"] else 1
     return 1 if failed else 0
 
 
@@ -176,6 +186,8 @@ def register(sub: Any) -> None:
     p.add_argument("--voice-turns", type=int, default=1, help="voice turns per client")
     p.add_argument("--voice-max-tokens", type=int, default=32)
     p.add_argument("--json", help="write the report here")
+    p.add_argument("--quality", action="store_true", help="LLM answer + speech round-trip checks")
+    p.add_argument("--thresholds", help="gate: JSON/YAML thresholds; exit 1 when short of them")
     rt = p.add_argument_group("realtime (/v1/realtime)")
     rt.add_argument("--realtime", action="store_true",
                     help="first audio streamed vs one-shot /v1/voice, and turn-2 vs turn-1 "

@@ -1,0 +1,152 @@
+"""The post-deploy gate: a unit's `voicefleet bench` figures against its group's thresholds.
+
+Thresholds come from the inventory (group_vars `bench_thresholds`, one set per device profile)
+and are written to the unit as JSON; the bench role runs `voicefleet bench --thresholds FILE`,
+which adds a `gate` section (pass/fail and every reason) to the bench JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# threshold key -> (figure key, comparison, label, unit)
+RULES: dict[str, tuple[str, str, str, str]] = {
+    "decode_tps_min": ("decode_tps", ">=", "LLM decode per stream, 1 client (p50)", "tok/s"),
+    "ttft_ms_max": ("ttft_ms", "<=", "LLM first token, 1 client (p50)", "ms"),
+    "voice_turn_ms_max": ("voice_turn_ms", "<=", "voice turn speech in → speech out (p50)", "ms"),
+    "concurrent_errors_max": ("concurrent_errors", "<=", "errors with concurrent clients", ""),
+    "concurrent_aggregate_tps_min": (
+        "concurrent_aggregate_tps",
+        ">=",
+        "aggregate tok/s with concurrent clients",
+        "tok/s",
+    ),
+}
+DEFAULT_CONCURRENT_CLIENTS = 8
+
+
+@dataclass
+class Check:
+    name: str
+    label: str
+    value: float | None
+    limit: float
+    op: str
+    unit: str
+    passed: bool
+    reason: str = ""
+
+
+def _row(rows: list[dict[str, Any]], key: str, value: Any, **match: Any) -> dict[str, Any] | None:
+    for row in rows:
+        if row.get(key) == value and all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def figures(
+    report: dict[str, Any], concurrent_clients: int = DEFAULT_CONCURRENT_CLIENTS
+) -> dict[str, Any]:
+    """The figures a user cares about, flat, from a bench report (None when not measured)."""
+    llm = report.get("llm", [])
+    voice = report.get("voice", [])
+    one = _row(llm, "clients", 1, target="service")
+    many = _row(llm, "clients", concurrent_clients, target="service")
+    raw_one = _row(llm, "clients", 1, target="llama-server")
+    turn = _row(voice, "clients", 1)
+    many_voice = _row(voice, "clients", concurrent_clients)
+    errors: int | None = None
+    if many is not None:
+        errors = int(many["errors"]) + (int(many_voice["errors"]) if many_voice else 0)
+    return {
+        "decode_tps": one["stream_tps_p50"] if one else None,
+        "ttft_ms": one["ttft_p50_ms"] if one else None,
+        "ttft_p95_ms": one["ttft_p95_ms"] if one else None,
+        "voice_turn_ms": turn["total_ms_p50"] if turn else None,
+        "voice_stt_ms": turn["stt_ms_p50"] if turn else None,
+        "voice_llm_ttft_ms": turn["llm_ttft_ms_p50"] if turn else None,
+        "voice_llm_total_ms": turn["llm_total_ms_p50"] if turn else None,
+        "voice_tts_ms": turn["tts_ms_p50"] if turn else None,
+        "concurrent_clients": concurrent_clients,
+        "concurrent_aggregate_tps": many["aggregate_tps"] if many else None,
+        "concurrent_ttft_p50_ms": many["ttft_p50_ms"] if many else None,
+        "concurrent_errors": errors,
+        "llama_server_decode_tps": raw_one["stream_tps_p50"] if raw_one else None,
+        "errors_total": sum(int(r["errors"]) for r in llm) + sum(int(v["errors"]) for v in voice),
+    }
+
+
+def _compare(value: float, op: str, limit: float) -> bool:
+    return value >= limit if op == ">=" else value <= limit
+
+
+def evaluate(report: dict[str, Any], thresholds: dict[str, Any]) -> dict[str, Any]:
+    """Pass/fail with one check per threshold set (null thresholds are not checked), plus the
+    quality smoke checks when the report has them and `quality_required` is true."""
+    clients = int(thresholds.get("concurrent_clients") or DEFAULT_CONCURRENT_CLIENTS)
+    figs = figures(report, clients)
+    checks: list[Check] = []
+    for name, (fig, op, label, unit) in RULES.items():
+        limit = thresholds.get(name)
+        if limit is None:
+            continue
+        if "concurrent" in name:
+            label = f"{label.replace('concurrent', str(clients) + ' concurrent')}"
+        value = figs.get(fig)
+        if value is None:
+            checks.append(
+                Check(name, label, None, float(limit), op, unit, False, f"{label}: not measured")
+            )
+            continue
+        ok = _compare(float(value), op, float(limit))
+        reason = "" if ok else f"{label}: {value:g} {unit} (needs {op} {limit:g} {unit})".strip()
+        checks.append(Check(name, label, float(value), float(limit), op, unit, ok, reason))
+
+    quality_checks: list[dict[str, Any]] = list(report.get("quality", {}).get("checks", []))
+    reasons = [c.reason for c in checks if not c.passed]
+    if thresholds.get("quality_required", True):
+        if not quality_checks:
+            reasons.append("quality smoke checks: not run")
+        reasons += [
+            f"quality: {q['name']}: {q['detail']}" for q in quality_checks if not q["passed"]
+        ]
+    return {
+        "passed": not reasons,
+        "reasons": reasons,
+        "checks": [asdict(c) for c in checks],
+        "quality": quality_checks,
+        "figures": figs,
+        "thresholds": thresholds,
+    }
+
+
+def load_thresholds(path: Path) -> dict[str, Any]:
+    """A JSON or YAML file: the thresholds mapping, or {"bench_thresholds": {...}}."""
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of thresholds")
+    inner = data.get("bench_thresholds", data)
+    if not isinstance(inner, dict):
+        raise ValueError(f"{path}: bench_thresholds must be a mapping")
+    unknown = set(inner) - set(RULES) - {"concurrent_clients", "quality_required", "profile"}
+    if unknown:
+        raise ValueError(f"{path}: unknown thresholds {sorted(unknown)}; known: {sorted(RULES)}")
+    return dict(inner)
+
+
+def print_gate(gate: dict[str, Any]) -> None:
+    print(f"\ngate: {'PASS' if gate['passed'] else 'FAIL'}")
+    for c in gate["checks"]:
+        value = "-" if c["value"] is None else f"{c['value']:g}"
+        mark = "ok  " if c["passed"] else "FAIL"
+        print(f"  {mark} {c['label']}: {value} {c['unit']} ({c['op']} {c['limit']:g})")
+    for q in gate["quality"]:
+        print(f"  {'ok  ' if q['passed'] else 'FAIL'} quality {q['name']}: {q['detail']}")
+    for r in gate["reasons"]:
+        print(f"  why: {r}")
