@@ -10,6 +10,7 @@ if [[ ${1:-} == --seed ]]; then
   grep -q "\"build_key\": \"$key\"" "$dir/manifest.json" || { echo "$dir is not build $key" >&2; exit 1; }
   stage=$(mktemp -d "$cache/.seed-$key.XXXXXX")
   trap 'rm -rf "$stage"' EXIT
+  chmod 0755 "$stage"  # mktemp makes it 0700: unpacked on a unit, the llama user could not enter it
   cp -a "$dir/bin" "$dir/manifest.json" "$stage/"
   # Older artifacts have no SHA256SUMS: derive it from the manifest.
   python3 - "$stage" <<'PY'
