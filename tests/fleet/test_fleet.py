@@ -1,0 +1,336 @@
+"""The whole rollout on three nspawn units in two groups (molecule scenario `fleet`).
+
+In order, on the same fleet: a full site.yml where every unit passes the gate and the report
+has real figures; a re-run that changes nothing and is much faster; then the faults: a slowed
+unit fails the gate and is rolled back and still serves; an unreachable unit within
+max_fail_percentage does not stop the others, beyond it stops the rollout; a corrupt model on
+one unit's source fails that unit before anything is replaced.
+
+Run by `scripts/molecule_all.sh fleet` (its verifier), which creates the hosts; by hand:
+VOICEFLEET_FLEET_INVENTORY=<inventory with the three units> pytest tests/fleet.
+Traffic goes only to the fleet's own addresses on the test bridge and to loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORY = os.environ.get("VOICEFLEET_FLEET_INVENTORY") or os.environ.get(
+    "MOLECULE_INVENTORY_FILE", ""
+)
+REPORTS = ROOT / "out" / "fleet-reports"
+NX1, NX2, NANO = "fleet-nx16-1", "fleet-nx16-2", "fleet-nano8-1"
+SLOW_THREADS = 16  # llama-server threads on a 2-core unit: oversubscribed, ~10x slower decode
+
+pytestmark = [
+    pytest.mark.infra,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not INVENTORY, reason="needs the fleet's hosts: scripts/molecule_all.sh fleet creates them"
+    ),
+]
+
+
+def ansible_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}",
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_LIBRARY": str(ROOT / "library"),
+        "ANSIBLE_MODULE_UTILS": str(ROOT / "module_utils"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+
+
+class Run:
+    def __init__(self, run_id: str, rc: int, out: str, seconds: float) -> None:
+        self.run_id, self.rc, self.out, self.seconds = run_id, rc, out, seconds
+        self.recap = {
+            m["host"]: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m["counts"])}
+            for m in re.finditer(r"^(?P<host>[\w.-]+)\s+: (?P<counts>ok=.*)$", out, re.M)
+        }
+
+    @property
+    def report(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((REPORTS / self.run_id / "fleet-report.json").read_text())
+        return data
+
+    def unit(self, host: str) -> dict[str, Any]:
+        return next(u for u in self.report["units"] if u["host"] == host)
+
+
+def site(run_id: str, *args: str, cut: tuple[str, str] | None = None) -> Run:
+    """ansible-playbook site.yml; with `cut=(host, address)`, the unit's traffic is dropped on
+    the controller as soon as the rollout play starts (after the preflight: mid-rollout)."""
+    cmd = ["ansible-playbook", "-i", INVENTORY, str(ROOT / "playbooks/site.yml"),
+           "-e", f"rollout_run_id={run_id}", *args]  # fmt: skip
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines: list[str] = []
+    rule: list[str] = []
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if cut and not rule and line.startswith("PLAY [Roll out in batches]"):
+                rule = ["OUTPUT", "-d", cut[1], "-p", "tcp", "-j", "REJECT",
+                        "--reject-with", "tcp-reset"]  # fmt: skip
+                subprocess.run(["iptables", "-w", "-I", *rule], check=True)
+        rc = proc.wait(timeout=1800)
+    finally:
+        if rule:
+            subprocess.run(["iptables", "-w", "-D", *rule], check=True)
+    out = "".join(lines)
+    seconds = time.monotonic() - start
+    (REPORTS / run_id).mkdir(parents=True, exist_ok=True)
+    (REPORTS / run_id / "ansible.log").write_text(out)
+    return Run(run_id, rc, out, seconds)
+
+
+def hostvars() -> dict[str, Any]:
+    out = subprocess.run(["ansible-inventory", "-i", INVENTORY, "--list"], env=ansible_env(),
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    data: dict[str, Any] = json.loads(out)["_meta"]["hostvars"]
+    return data
+
+
+def on_unit(host: str, command: str, check: bool = True) -> str:
+    hv = hostvars()[host]
+    ssh = ["ssh", "-i", str(hv["ansible_ssh_private_key_file"]), "-o", "BatchMode=yes",
+           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+           "-o", "LogLevel=ERROR", f"root@{hv['ansible_host']}", command]  # fmt: skip
+    proc = subprocess.run(ssh, capture_output=True, text=True, timeout=120, check=False)
+    if check:
+        assert proc.returncode == 0, f"{command} on {host}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def release(host: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        on_unit(host, "python3 /opt/voicefleet/lib/voicefleet-release.py show")
+    )
+    return data
+
+
+ASK = """python3 - <<'EOF'
+import json, urllib.request
+for url in ("http://127.0.0.1:8000/readyz",):
+    print(urllib.request.urlopen(url, timeout=10).status)
+req = urllib.request.Request("http://127.0.0.1:8000/v1/chat/completions",
+    data=json.dumps({"messages": [{"role": "user", "content": "Say hello."}],
+                     "max_tokens": 8}).encode(),
+    headers={"Authorization": "Bearer %s", "Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(req, timeout=60))["choices"][0]["message"]["content"])
+EOF"""
+
+
+def serves(host: str) -> str:
+    key = hostvars()[host]["voice_service_api_key"]
+    out = on_unit(host, ASK % key)
+    assert out.splitlines()[0] == "200", out
+    assert out.splitlines()[1].strip(), f"{host} answered nothing: {out!r}"
+    return out
+
+
+def host_vars(host: str, values: dict[str, Any] | None) -> None:
+    """Set (or with None remove) a host_vars file beside the inventory."""
+    path = Path(INVENTORY).parent / "host_vars" / f"{host}.yml"
+    if values is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(values))
+
+
+@pytest.fixture(scope="module")
+def first() -> Run:
+    run = site(f"fleet-{int(time.time())}-first")
+    assert run.rc == 0, run.out[-6000:]
+    return run
+
+
+def test_full_rollout_every_unit_passes_with_real_figures(first: Run) -> None:
+    assert {h: c["failed"] for h, c in first.recap.items()} == {
+        NX1: 0, NX2: 0, NANO: 0, "localhost": 0,
+    }  # fmt: skip
+    report = first.report
+    assert report["summary"]["passed"] == 3 and report["summary"]["units"] == 3
+    for unit in report["units"]:
+        f = unit["gate"]["figures"]
+        th = unit["thresholds"]
+        assert unit["status"] == "passed" and unit["bench_source"] == "measured"
+        assert f["decode_tps"] >= th["decode_tps_min"] > 0
+        assert 0 < f["ttft_ms"] <= th["ttft_ms_max"]
+        assert 0 < f["voice_turn_ms"] <= th["voice_turn_ms_max"]
+        assert f["concurrent_errors"] == 0 and f["concurrent_aggregate_tps"] > 0
+        assert [q["passed"] for q in unit["gate"]["quality"]] == [True, True]
+        assert unit["release"]["components"]["llamacpp"]["build_key"]
+        assert set(unit["release"]["components"]["models"]) == {"llm", "stt", "tts"}
+    assert {u["profile"] for u in report["units"]} == {"orin_nx_16gb", "orin_nano_8gb"}
+    page = (REPORTS / first.run_id / "fleet-report.html").read_text()
+    assert "3 of 3 units passed" in page and "data:image/png;base64," in page
+    for host in (NX1, NX2, NANO):
+        serves(host)
+        # the service runs unprivileged, its key only in the EnvironmentFile
+        show = on_unit(host, "systemctl show voicefleet -p User -p ActiveState -p ExecStart")
+        assert "User=voicefleet" in show and "ActiveState=active" in show
+        assert "api_key" not in show and "sim-voice" not in show
+
+
+def test_rerun_changes_nothing_and_is_much_faster(first: Run) -> None:
+    second = site(f"fleet-{int(time.time())}-second")
+    assert second.rc == 0, second.out[-6000:]
+    print(
+        f"\nsite.yml wall time: first {first.seconds:.0f} s, second {second.seconds:.0f} s "
+        f"({second.seconds / first.seconds:.2f}x)"
+    )
+    assert {h: c["changed"] for h, c in second.recap.items()} == {
+        NX1: 0, NX2: 0, NANO: 0, "localhost": 0,
+    }  # fmt: skip
+    assert all(u["bench_source"] == "reused" for u in second.report["units"])
+    assert second.report["previous_run"] is not None
+    assert second.seconds <= 0.3 * first.seconds
+
+
+def test_slow_unit_fails_the_gate_is_rolled_back_and_still_serves(first: Run) -> None:
+    before = release(NX2)["current"]
+    host_vars(NX2, {"llamacpp_threads": SLOW_THREADS})
+    try:
+        run = site(f"fleet-{int(time.time())}-slow")
+    finally:
+        host_vars(NX2, None)
+    assert run.rc != 0
+    assert run.recap[NX2]["failed"] == 1 and run.recap[NX2]["rescued"] == 1
+    assert run.recap[NX1]["failed"] == 0 and run.recap[NANO]["failed"] == 0  # others go on
+    unit = run.unit(NX2)
+    assert unit["status"] == "failed" and unit["bench_source"] == "measured"
+    assert any("decode per stream" in r for r in unit["reasons"]), unit["reasons"]
+    assert unit["gate"]["figures"]["decode_tps"] < unit["thresholds"]["decode_tps_min"]
+    assert unit["rolled_back_to"] == before and unit["failed_release"] not in (None, before)
+    # on the unit: the previous release runs again (its llama-server config), and it serves
+    now = release(NX2)
+    assert now["current"] == before and now["previous"] == unit["failed_release"]
+    exec_start = on_unit(NX2, "systemctl show llama-server -p ExecStart")
+    assert f"-t {SLOW_THREADS} " not in exec_start and "-t 1 " in exec_start
+    assert on_unit(NX2, f"test -f /opt/voicefleet/releases/{unit['failed_release']}/failed.json "
+                   "&& echo marked").strip() == "marked"  # fmt: skip
+    serves(NX2)
+
+
+def test_unreachable_unit_within_max_fail_does_not_stop_the_others(first: Run) -> None:
+    address = hostvars()[NANO]["ansible_host"]
+    run = site(f"fleet-{int(time.time())}-unreach", "-e", "rollout_max_fail_percentage=50",
+               cut=(NANO, address))  # fmt: skip
+    assert run.rc != 0
+    assert run.unit(NANO)["status"] == "unreachable"
+    # batch 2 is [NX2, NANO]: 1 of 2 failed = 50%, not above 50%: NX2 is deployed and verified
+    assert run.unit(NX2)["status"] == "passed" and run.recap[NX2]["failed"] == 0
+    assert run.unit(NX1)["status"] == "passed"
+    serves(NANO)  # it was only cut off: nothing was rolled back or broken on it
+
+
+def test_unreachable_units_beyond_max_fail_stop_the_rollout(first: Run) -> None:
+    address = hostvars()[NX2]["ansible_host"]
+    before = release(NANO)["current"]
+    run = site(f"fleet-{int(time.time())}-stop", "-e", "rollout_batches=[2,1]",
+               "-e", "rollout_max_fail_percentage=25", cut=(NX2, address))  # fmt: skip
+    assert run.rc != 0
+    assert run.unit(NX2)["status"] == "unreachable"
+    # 1 of the 2 units of batch 1 failed (50% > 25%): the rollout stops before batch 2
+    assert run.unit(NANO)["status"] == "not_reached"
+    assert "TASK [Mark the unit as started" in run.out
+    assert f"ok: [{NANO}] => (item=" not in run.out.split("PLAY [Roll out in batches]")[1]
+    assert release(NANO)["current"] == before
+    assert "not reached (rollout stopped)" in (REPORTS / run.run_id / "fleet-report.md").read_text()
+
+
+def _new_model_version(src: Path, dest: Path) -> tuple[int, str]:
+    """A valid GGUF that differs from `src` (one byte of its name in the metadata), i.e. a new
+    model version with its own sha256, as a publisher would ship."""
+    data = bytearray(src.read_bytes())
+    i = data.find(b"SmolLM2", 0, 1 << 20)
+    assert i > 0, "model name not found in the GGUF header"
+    data[i] = ord("s")
+    dest.write_bytes(bytes(data))
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def corrupt_source(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    catalog = yaml.safe_load((ROOT / "inventory/sim/group_vars/all/models.yml").read_text())
+    llm = next(e for e in catalog["models_catalog"] if e["role"] == "llm")
+    name = llm["files"][0]["name"]
+    home = Path(os.environ.get("VOICEFLEET_HOME", Path.home() / ".cache/voicefleet"))
+    good = tmp_path / name
+    size, sha = _new_model_version(home / "models/current/llm" / name, good)
+    bad = tmp_path / "corrupt.gguf"
+    data = bytearray(good.read_bytes())
+    data[size // 2] ^= 0xFF  # one flipped byte in the tensor data: header still valid
+    bad.write_bytes(bytes(data))
+    hv = hostvars()[NANO]
+    subprocess.run(["ssh", "-i", hv["ansible_ssh_private_key_file"], "-o", "BatchMode=yes",
+                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                    "-o", "LogLevel=ERROR", f"root@{hv['ansible_host']}",
+                    "mkdir -p /srv/model-source"], check=True)  # fmt: skip
+    subprocess.run(["scp", "-q", "-i", hv["ansible_ssh_private_key_file"],
+                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                    "-o", "LogLevel=ERROR", str(bad),
+                    f"root@{hv['ansible_host']}:/srv/model-source/{name}"], check=True)  # fmt: skip
+    new_llm = {**llm, "name": llm["name"] + "-v2",
+               "source": {"type": "local", "dir": "/srv/model-source"},
+               "files": [{"name": name, "path": name, "size": size, "sha256": sha}]}  # fmt: skip
+    entries = [new_llm if e is llm else e for e in catalog["models_catalog"]]
+    host_vars(NANO, {"models_delivery": "unit", "models_catalog": entries})
+    try:
+        yield {"sha256": sha, "old": llm["files"][0]["sha256"]}
+    finally:
+        host_vars(NANO, None)
+        on_unit(NANO, "rm -rf /srv/model-source", check=False)
+
+
+def test_corrupt_model_fails_the_unit_before_anything_is_replaced(
+    first: Run, corrupt_source: dict[str, Any]
+) -> None:
+    before = release(NANO)
+    run = site(f"fleet-{int(time.time())}-corrupt", "--limit", NANO)
+    assert run.rc != 0
+    unit = run.unit(NANO)
+    assert unit["status"] == "failed"
+    why = " ".join(unit["reasons"])
+    assert "sha256" in why and corrupt_source["sha256"][:12] in why, why
+    # nothing was replaced: the same model bundle, the same release, and it serves
+    llm_link = on_unit(NANO, "readlink /opt/voicefleet/models/current/llm").strip()
+    assert llm_link.endswith(corrupt_source["old"])
+    assert on_unit(NANO, f"ls /opt/voicefleet/models | grep -c {corrupt_source['sha256']} || true"
+                   ).strip() == "0"  # fmt: skip
+    assert release(NANO)["current"] == before["current"]
+    serves(NANO)
+
+
+def test_rollback_playbook_on_demand_and_back(first: Run) -> None:
+    """playbooks/rollback.yml puts a unit on its previous release (here NX2's failed, slow one),
+    re-verified; running it again swaps back."""
+    now = release(NX2)
+    assert now["previous"], "the slow-unit test leaves NX2 with a previous release"
+    cmd = ["ansible-playbook", "-i", INVENTORY, str(ROOT / "playbooks/rollback.yml"),
+           "--limit", NX2]  # fmt: skip
+    for want in (now["previous"], now["current"]):
+        out = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout[-4000:]
+        assert release(NX2)["current"] == want
+        serves(NX2)
