@@ -123,6 +123,7 @@ async def run_first_audio(
                 "vad_end_to_llm_first_token_ms",
                 "vad_end_to_first_audio_ms",
                 "last_voiced_to_first_audio_ms",
+                "speculative_restarts",
             )
         },
     }
