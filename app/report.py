@@ -28,7 +28,7 @@ PLOTTED: list[tuple[str, str, str, str, str]] = [
 ]
 STATUS_TEXT = {
     "passed": "passed",
-    "failed": "FAILED (rolled back)",
+    "failed": "FAILED",
     "unreachable": "UNREACHABLE",
     "started": "no result (unreachable or interrupted mid-rollout)",
     "not_reached": "not reached (rollout stopped)",
@@ -48,6 +48,11 @@ def load_units(run_dir: Path, expected: list[str]) -> list[dict[str, Any]]:
                 "the rollout started on this unit but no result came back"
             )
     return [units[h] for h in sorted(units)]
+
+
+def status_text(unit: dict[str, Any]) -> str:
+    text = STATUS_TEXT.get(unit["status"], unit["status"])
+    return f"{text} (rolled back)" if unit.get("rolled_back_to") else text
 
 
 def figures_of(unit: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +120,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Fleet report — run {report['run_id']}",
         "",
         f"{report['summary']['passed']} of {report['summary']['units']} units passed "
-        f"the gate; {report['summary']['failed']} failed and were rolled back; "
+        f"the gate; {report['summary']['failed']} failed; "
         f"{report['summary']['no_result']} gave no result. Generated {report['generated']}.",
         "",
         "| unit | group | status | decode tok/s | first token ms | voice turn ms "
@@ -129,7 +134,7 @@ def markdown(report: dict[str, Any]) -> str:
             release = f"{u['rolled_back_to']} (rolled back from {u.get('failed_release', '?')})"
         source = " (reused)" if u.get("bench_source") == "reused" else ""
         lines.append(
-            f"| {u['host']} | {u.get('profile', '–')} | {STATUS_TEXT.get(u['status'], u['status'])}"
+            f"| {u['host']} | {u.get('profile', '–')} | {status_text(u)}"
             f" | {_fmt(f.get('decode_tps'))}{_limit(th, 'decode_tps_min')}{source}"
             f" | {_fmt(f.get('ttft_ms'))}{_limit(th, 'ttft_ms_max')}"
             f" | {_fmt(f.get('voice_turn_ms'))}{_limit(th, 'voice_turn_ms_max')}"
@@ -201,7 +206,7 @@ def html_page(report: dict[str, Any], md: str, png_name: str, png: bytes | None)
         rows.append(
             f"<tr class='{cls}'><td>{html.escape(u['host'])}</td>"
             f"<td>{html.escape(str(u.get('profile', '–')))}</td>"
-            f"<td>{html.escape(STATUS_TEXT.get(u['status'], u['status']))}</td>"
+            f"<td>{html.escape(status_text(u))}</td>"
             f"<td>{_fmt(f.get('decode_tps'))}{_limit(th, 'decode_tps_min')}</td>"
             f"<td>{_fmt(f.get('ttft_ms'))}{_limit(th, 'ttft_ms_max')}</td>"
             f"<td>{_fmt(f.get('voice_turn_ms'))}{_limit(th, 'voice_turn_ms_max')}</td>"
@@ -230,7 +235,7 @@ tr.fail td:nth-child(3) {{ color: #c62828; font-weight: bold; }}
 pre {{ background: #f6f6f6; padding: 1em; font-size: 12px; overflow-x: auto; }}
 </style></head><body>
 <h1>Fleet report — run {html.escape(report["run_id"])}</h1>
-<p><b>{s["passed"]} of {s["units"]} units passed</b>; {s["failed"]} failed and were rolled back;
+<p><b>{s["passed"]} of {s["units"]} units passed</b>; {s["failed"]} failed;
 {s["no_result"]} gave no result. Previous run: {html.escape(str(report.get("previous_run")))}.
 Generated {html.escape(report["generated"])}.</p>
 <table><tr><th>unit</th><th>group</th><th>status</th><th>decode tok/s</th>
