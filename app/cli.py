@@ -1,4 +1,7 @@
-"""`voicefleet` command line: each subcommand lives in its own module with a `register()`."""
+"""voicefleet: provision, verify and benchmark a fleet of Jetson voice assistants.
+
+Each subcommand lives in its own module with a `register()`.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicefleet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and exc.name.startswith("app."):
-                continue  # subcommand not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
