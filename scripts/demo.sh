@@ -14,6 +14,7 @@ log() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
 log "simulated fleet: scripts/sim_fleet.sh up"
 scripts/sim_fleet.sh up >/dev/null
 
+mkdir -p "$root/out"
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
 log "deploy: ansible-playbook -i inventory/sim/hosts.yml playbooks/site.yml (run $run_id)"
 start=$(date +%s)
