@@ -10,6 +10,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 import numpy as np
+from fastapi import UploadFile
 
 from app.audio import AudioLimits, decode_upload
 from app.engines.base import (
@@ -28,6 +29,27 @@ from app.state import ServiceState
 def audio_limits(state: ServiceState) -> AudioLimits:
     lim = state.settings.limits
     return AudioLimits(lim.max_audio_seconds, lim.min_sample_rate, lim.max_sample_rate)
+
+
+def resolve_max_tokens(state: ServiceState, requested: int | None) -> int:
+    """The request's max_tokens (or the default); over the unit's cap is a clear 400."""
+    llm = state.settings.llm
+    max_tokens = requested or llm.default_max_tokens
+    if max_tokens > llm.max_tokens_cap:
+        raise APIError(
+            400,
+            f"max_tokens={max_tokens} is over this unit's cap of {llm.max_tokens_cap}",
+            code="max_tokens_too_large",
+            param="max_tokens",
+        )
+    return max_tokens
+
+
+async def read_audio_upload(state: ServiceState, file: UploadFile) -> FloatAudio:
+    """Read an uploaded file (bounded) and decode it for the STT engine."""
+    return await decode_audio_upload(
+        state, await file.read(state.settings.limits.max_upload_bytes + 1)
+    )
 
 
 async def decode_audio_upload(state: ServiceState, data: bytes) -> FloatAudio:

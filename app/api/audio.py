@@ -14,7 +14,7 @@ from app.api.models import require_model
 from app.audio import wav_bytes
 from app.auth import check_api_key
 from app.errors import APIError
-from app.pipeline import decode_audio_upload, synthesize, transcribe
+from app.pipeline import read_audio_upload, synthesize, transcribe
 from app.state import State
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
@@ -45,8 +45,7 @@ async def transcriptions(
             code="unsupported_format",
             param="response_format",
         )
-    data = await file.read(state.settings.limits.max_upload_bytes + 1)
-    audio = await decode_audio_upload(state, data)
+    audio = await read_audio_upload(state, file)
     result, _ = await transcribe(
         state, audio, language=language, prompt=prompt, temperature=temperature
     )

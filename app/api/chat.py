@@ -17,7 +17,7 @@ from app.api.models import require_model
 from app.auth import check_api_key
 from app.engines.base import ChatParams, LLMChunk
 from app.errors import APIError
-from app.pipeline import LLMTimings, llm_stream
+from app.pipeline import LLMTimings, llm_stream, resolve_max_tokens
 from app.state import ServiceState, State
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
@@ -61,15 +61,7 @@ class ChatRequest(BaseModel):
 
 
 def to_params(state: ServiceState, req: ChatRequest) -> tuple[list[dict[str, str]], ChatParams]:
-    llm = state.settings.llm
-    max_tokens = req.max_completion_tokens or req.max_tokens or llm.default_max_tokens
-    if max_tokens > llm.max_tokens_cap:
-        raise APIError(
-            400,
-            f"max_tokens={max_tokens} is over this unit's cap of {llm.max_tokens_cap}",
-            code="max_tokens_too_large",
-            param="max_tokens",
-        )
+    max_tokens = resolve_max_tokens(state, req.max_completion_tokens or req.max_tokens)
     messages = [
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in req.messages

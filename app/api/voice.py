@@ -21,7 +21,7 @@ from app.audio import wav_bytes
 from app.auth import check_api_key
 from app.engines.base import ChatParams
 from app.errors import APIError
-from app.pipeline import complete, decode_audio_upload, synthesize, transcribe
+from app.pipeline import complete, read_audio_upload, resolve_max_tokens, synthesize, transcribe
 from app.state import State
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
@@ -38,16 +38,8 @@ async def voice_turn(
 ) -> Response | dict[str, Any]:
     t0 = time.perf_counter()
     llm_settings = state.settings.llm
-    max_tokens = max_tokens or llm_settings.default_max_tokens
-    if max_tokens > llm_settings.max_tokens_cap:
-        raise APIError(
-            400,
-            f"max_tokens={max_tokens} is over this unit's cap of {llm_settings.max_tokens_cap}",
-            code="max_tokens_too_large",
-            param="max_tokens",
-        )
-    data = await file.read(state.settings.limits.max_upload_bytes + 1)
-    audio = await decode_audio_upload(state, data)
+    max_tokens = resolve_max_tokens(state, max_tokens)
+    audio = await read_audio_upload(state, file)
     transcript, stt_s = await transcribe(state, audio, language=language)
     if not transcript.text:
         raise APIError(400, "no speech recognised in the audio", code="no_speech", param="file")
