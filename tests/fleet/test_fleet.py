@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from app.gguf import read_header
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = os.environ.get("VOICEFLEET_FLEET_INVENTORY") or os.environ.get(
@@ -109,11 +112,29 @@ def hostvars() -> dict[str, Any]:
     return data
 
 
-def on_unit(host: str, command: str, check: bool = True) -> str:
+def rollout_order() -> list[str]:
+    """The units in the order the rollout play batches them (inventory order: molecule writes
+    its inventory sorted by name, so the canary is not necessarily the first platform)."""
+    out = subprocess.run(["ansible", "all", "-i", INVENTORY, "--list-hosts"], env=ansible_env(),
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    hosts = [line.strip() for line in out.splitlines()[1:] if line.strip()]
+    assert sorted(hosts) == sorted([NX1, NX2, NANO]), out
+    return hosts
+
+
+def ssh_options(host: str) -> tuple[list[str], str]:
+    """ssh options (key, no host key checks) and user@address for a unit. The key variable
+    is ansible_ssh_private_key_file or its alias ansible_private_key_file (molecule's)."""
     hv = hostvars()[host]
-    ssh = ["ssh", "-i", str(hv["ansible_ssh_private_key_file"]), "-o", "BatchMode=yes",
-           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-           "-o", "LogLevel=ERROR", f"root@{hv['ansible_host']}", command]  # fmt: skip
+    key = hv.get("ansible_ssh_private_key_file") or hv["ansible_private_key_file"]
+    opts = ["-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]  # fmt: skip
+    return opts, f"{hv.get('ansible_user', 'root')}@{hv['ansible_host']}"
+
+
+def on_unit(host: str, command: str, check: bool = True) -> str:
+    opts, target = ssh_options(host)
+    ssh = ["ssh", *opts, target, command]
     proc = subprocess.run(ssh, capture_output=True, text=True, timeout=120, check=False)
     if check:
         assert proc.returncode == 0, f"{command} on {host}: {proc.stdout}{proc.stderr}"
@@ -233,40 +254,52 @@ def test_slow_unit_fails_the_gate_is_rolled_back_and_still_serves(first: Run) ->
 
 
 def test_unreachable_unit_within_max_fail_does_not_stop_the_others(first: Run) -> None:
-    address = hostvars()[NANO]["ansible_host"]
+    canary, other, cut = rollout_order()
+    address = hostvars()[cut]["ansible_host"]
     run = site(f"fleet-{int(time.time())}-unreach", "-e", "rollout_max_fail_percentage=50",
-               cut=(NANO, address))  # fmt: skip
+               cut=(cut, address))  # fmt: skip
     assert run.rc != 0
-    assert run.unit(NANO)["status"] == "unreachable"
-    # batch 2 is [NX2, NANO]: 1 of 2 failed = 50%, not above 50%: NX2 is deployed and verified
-    assert run.unit(NX2)["status"] == "passed" and run.recap[NX2]["failed"] == 0
-    assert run.unit(NX1)["status"] == "passed"
-    serves(NANO)  # it was only cut off: nothing was rolled back or broken on it
+    assert run.unit(cut)["status"] == "unreachable"
+    # batch 2 is [other, cut]: 1 of 2 failed = 50%, not above 50%: `other` is deployed and verified
+    assert run.unit(other)["status"] == "passed" and run.recap[other]["failed"] == 0
+    assert run.unit(canary)["status"] == "passed"
+    serves(cut)  # it was only cut off: nothing was rolled back or broken on it
 
 
 def test_unreachable_units_beyond_max_fail_stop_the_rollout(first: Run) -> None:
-    address = hostvars()[NX2]["ansible_host"]
-    before = release(NANO)["current"]
+    first_two, later = rollout_order()[:2], rollout_order()[2]
+    cut = first_two[1]
+    address = hostvars()[cut]["ansible_host"]
+    before = release(later)["current"]
     run = site(f"fleet-{int(time.time())}-stop", "-e", "rollout_batches=[2,1]",
-               "-e", "rollout_max_fail_percentage=25", cut=(NX2, address))  # fmt: skip
+               "-e", "rollout_max_fail_percentage=25", cut=(cut, address))  # fmt: skip
     assert run.rc != 0
-    assert run.unit(NX2)["status"] == "unreachable"
+    assert run.unit(cut)["status"] == "unreachable"
+    assert run.unit(first_two[0])["status"] == "passed"
     # 1 of the 2 units of batch 1 failed (50% > 25%): the rollout stops before batch 2
-    assert run.unit(NANO)["status"] == "not_reached"
+    assert run.unit(later)["status"] == "not_reached"
     assert "TASK [Mark the unit as started" in run.out
-    assert f"ok: [{NANO}] => (item=" not in run.out.split("PLAY [Roll out in batches]")[1]
-    assert release(NANO)["current"] == before
+    rollout = run.out.split("PLAY [Roll out in batches]")[1]
+    assert f"[{later}" not in rollout.split("PLAY [Fleet report]")[0]
+    assert release(later)["current"] == before
     assert "not reached (rollout stopped)" in (REPORTS / run.run_id / "fleet-report.md").read_text()
 
 
 def _new_model_version(src: Path, dest: Path) -> tuple[int, str]:
-    """A valid GGUF that differs from `src` (one byte of its name in the metadata), i.e. a new
-    model version with its own sha256, as a publisher would ship."""
+    """A valid GGUF that differs from `src` (one character of the value of its `general.name`
+    metadata string), i.e. a new model version with its own sha256, as a publisher would ship."""
     data = bytearray(src.read_bytes())
-    i = data.find(b"SmolLM2", 0, 1 << 20)
-    assert i > 0, "model name not found in the GGUF header"
-    data[i] = ord("s")
+    key = b"general.name"
+    i = data.find(struct.pack("<Q", len(key)) + key, 0, 1 << 20)
+    assert i > 0, "general.name not found in the GGUF header"
+    at = i + 8 + len(key)
+    vtype, length = struct.unpack_from("<IQ", data, at)
+    assert vtype == 8 and 0 < length < 256, (vtype, length)  # a GGUF string
+    value = at + 12
+    data[value] = ord("X") if data[value] != ord("X") else ord("Y")
     dest.write_bytes(bytes(data))
+    header = read_header(dest)  # still a valid GGUF: same metadata, a new name
+    assert header.metadata["general.name"] != read_header(src).metadata["general.name"]
     return len(data), hashlib.sha256(data).hexdigest()
 
 
@@ -282,15 +315,10 @@ def corrupt_source(tmp_path: Path) -> Iterator[dict[str, Any]]:
     data = bytearray(good.read_bytes())
     data[size // 2] ^= 0xFF  # one flipped byte in the tensor data: header still valid
     bad.write_bytes(bytes(data))
-    hv = hostvars()[NANO]
-    subprocess.run(["ssh", "-i", hv["ansible_ssh_private_key_file"], "-o", "BatchMode=yes",
-                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                    "-o", "LogLevel=ERROR", f"root@{hv['ansible_host']}",
-                    "mkdir -p /srv/model-source"], check=True)  # fmt: skip
-    subprocess.run(["scp", "-q", "-i", hv["ansible_ssh_private_key_file"],
-                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                    "-o", "LogLevel=ERROR", str(bad),
-                    f"root@{hv['ansible_host']}:/srv/model-source/{name}"], check=True)  # fmt: skip
+    on_unit(NANO, "mkdir -p /srv/model-source")
+    opts, target = ssh_options(NANO)
+    subprocess.run(["scp", "-q", *opts, str(bad), f"{target}:/srv/model-source/{name}"],
+                   check=True)  # fmt: skip
     new_llm = {**llm, "name": llm["name"] + "-v2",
                "source": {"type": "local", "dir": "/srv/model-source"},
                "files": [{"name": name, "path": name, "size": size, "sha256": sha}]}  # fmt: skip
