@@ -150,12 +150,15 @@ def release(host: str) -> dict[str, Any]:
 
 ASK = """python3 - <<'EOF'
 import json, urllib.request
-for url in ("http://127.0.0.1:8000/readyz",):
-    print(urllib.request.urlopen(url, timeout=10).status)
+print(urllib.request.urlopen("http://127.0.0.1:8000/readyz", timeout=10).status)
+auth = {"Authorization": "Bearer %s", "Content-Type": "application/json"}
+served = json.load(urllib.request.urlopen(urllib.request.Request(
+    "http://127.0.0.1:8000/v1/models", headers=auth), timeout=10))["data"]
 req = urllib.request.Request("http://127.0.0.1:8000/v1/chat/completions",
-    data=json.dumps({"messages": [{"role": "user", "content": "Say hello."}],
+    data=json.dumps({"model": next(m["id"] for m in served if m["kind"] == "llm"),
+                     "messages": [{"role": "user", "content": "Say hello."}],
                      "max_tokens": 8}).encode(),
-    headers={"Authorization": "Bearer %s", "Content-Type": "application/json"})
+    headers=auth)
 print(json.load(urllib.request.urlopen(req, timeout=60))["choices"][0]["message"]["content"])
 EOF"""
 
