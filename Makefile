@@ -25,10 +25,9 @@ lint:
 pytest:
 	pytest -p no:cacheprovider -ra tests
 
-# The per-role scenarios. The `fleet` scenario (site.yml end to end on 3 units + the fault
-# tests) is run by `make molecule-fleet`; it is not in `make test` until its verifier passes
-# end to end (issue 9 is open).
-MOLECULE_SCENARIOS := default jetson_power llamacpp models
+# Every scenario: one per role, and `fleet` (site.yml end to end on 3 units + the fault
+# tests in tests/fleet/, ~10 min). `make molecule-fleet` runs only that one.
+MOLECULE_SCENARIOS := default fleet jetson_power llamacpp models
 
 molecule:
 	scripts/molecule_all.sh $(MOLECULE_SCENARIOS)
