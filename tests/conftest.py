@@ -63,6 +63,16 @@ def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | N
     raise TimeoutError(f"{url} not ready after {timeout} s")
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """End a process the tests started (by its handle, never by name): TERM, then KILL."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class LlamaServer:
     url: str
@@ -97,9 +107,4 @@ def llama_server(
         wait_http(f"http://127.0.0.1:{port}/health", timeout=120, proc=proc)
         yield LlamaServer(f"http://127.0.0.1:{port}", LLAMA_API_KEY, ctx_per_slot, parallel)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)

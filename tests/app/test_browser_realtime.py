@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from app.bench.rt_client import silence, trim_silence, wav_pcm
 from tests.app.conftest import API_KEY, Service
+from tests.conftest import stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -99,12 +100,7 @@ def chromium(mic_wav: Path, tmp_path: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port_file.read_text().split()[0]}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
