@@ -72,7 +72,7 @@ async def transcribe(
     temperature: float = 0.0,
 ) -> tuple[Transcript, float]:
     """Transcribe; returns the transcript and the seconds spent (queueing excluded)."""
-    stt = state.require_engines().stt
+    stt = state.require_stt()
     async with state.stt_gate.slot():
         start = time.perf_counter()
         result = await asyncio.to_thread(
@@ -154,7 +154,7 @@ async def complete(
 
 async def synthesize(state: ServiceState, text: str, speed: float = 1.0) -> tuple[PCM16, float]:
     """Synthesize a whole text; returns int16 PCM and the seconds spent."""
-    tts = state.require_engines().tts
+    tts = state.require_tts()
     async with state.tts_gate.slot():
         start = time.perf_counter()
         chunks = await asyncio.to_thread(lambda: list(tts.synthesize(text, speed=speed)))

@@ -29,9 +29,6 @@ _FORM_OVERHEAD = 64 * 1024
 
 def load_engines(settings: Settings) -> Engines:
     """Construct the configured engines (blocking: call from a worker thread)."""
-    from app.engines.stt_whisper import WhisperSTT
-    from app.engines.tts_piper import PiperTTS
-
     llm: Any
     if settings.llm.backend == "server":
         from app.engines.llm_server import LlamaServerLLM
@@ -41,7 +38,17 @@ def load_engines(settings: Settings) -> Engines:
         from app.engines.llm_embedded import EmbeddedLLM
 
         llm = EmbeddedLLM(settings.llm)
-    return Engines(stt=WhisperSTT(settings.stt), llm=llm, tts=PiperTTS(settings.tts))
+    engines = Engines(llm=llm)
+    # disabled engines are not imported: a unit (or a GPU bench box) may lack their packages
+    if settings.stt.enabled:
+        from app.engines.stt_whisper import WhisperSTT
+
+        engines.stt = WhisperSTT(settings.stt)
+    if settings.tts.enabled:
+        from app.engines.tts_piper import PiperTTS
+
+        engines.tts = PiperTTS(settings.tts)
+    return engines
 
 
 class InFlightLimit:

@@ -34,6 +34,8 @@ class ServerSettings(BaseModel):
 
 
 class STTSettings(BaseModel):
+    # false: no speech-to-text on this unit (no model loaded; audio-in routes answer 501)
+    enabled: bool = True
     model_name: str = "whisper"
     model_dir: Path = Path("/opt/voicefleet/models/current/stt")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
@@ -67,6 +69,10 @@ class LLMSettings(BaseModel):
         "without lists or markdown."
     )
     max_queue: int = Field(32, ge=0)
+    # server backend: ask llama-server to keep each conversation's prefix in its slot's KV
+    # cache, so a follow-up turn prefills only its new tokens. false re-prefills every
+    # turn: only for measuring what the cache saves (`voicefleet bench --followup`).
+    cache_prompt: bool = True
 
     @model_validator(mode="after")
     def _defaults_within_cap(self) -> LLMSettings:
@@ -78,6 +84,8 @@ class LLMSettings(BaseModel):
 
 
 class TTSSettings(BaseModel):
+    # false: no text-to-speech on this unit (no voice loaded; audio-out routes answer 501)
+    enabled: bool = True
     model_name: str = "piper"
     voice_path: Path = Path("/opt/voicefleet/models/current/tts/voice.onnx")
     voice_name: str = "default"

@@ -16,9 +16,10 @@ from app.settings import Settings
 
 @dataclass
 class Engines:
-    stt: STTEngine
     llm: LLMEngine
-    tts: TTSEngine
+    # None where the settings disable the engine (stt.enabled / tts.enabled false)
+    stt: STTEngine | None = None
+    tts: TTSEngine | None = None
 
 
 @dataclass
@@ -43,6 +44,26 @@ class ServiceState:
         if self.engines is None:
             raise APIError(503, "engines are still loading", code="not_ready", retry_after=2)
         return self.engines
+
+    def require_stt(self) -> STTEngine:
+        stt = self.require_engines().stt
+        if stt is None:
+            raise _disabled("speech-to-text", "stt")
+        return stt
+
+    def require_tts(self) -> TTSEngine:
+        tts = self.require_engines().tts
+        if tts is None:
+            raise _disabled("text-to-speech", "tts")
+        return tts
+
+
+def _disabled(what: str, section: str) -> APIError:
+    return APIError(
+        501,
+        f"{what} is disabled on this unit ({section}.enabled: false)",
+        code="engine_disabled",
+    )
 
 
 def _get_state(request: Request) -> ServiceState:

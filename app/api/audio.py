@@ -37,6 +37,7 @@ async def transcriptions(
     response_format: Annotated[str, Form()] = "json",
     temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
 ) -> dict[str, Any] | PlainTextResponse:
+    state.require_stt()  # a disabled engine is named before the model is checked
     require_model(state, model, "stt")
     if response_format not in ("json", "text", "verbose_json"):
         raise APIError(
@@ -77,8 +78,8 @@ class SpeechRequest(BaseModel):
 
 @router.post("/v1/audio/speech", response_model=None)
 async def speech(state: State, body: SpeechRequest) -> Response:
+    tts = state.require_tts()
     require_model(state, body.model, "tts")
-    tts = state.require_engines().tts
     if body.voice not in (tts.voice_name, "default") and body.voice not in OPENAI_VOICES:
         raise APIError(
             400, f"unknown voice {body.voice!r}; this unit speaks {tts.voice_name!r}",
@@ -105,7 +106,7 @@ async def speech(state: State, body: SpeechRequest) -> Response:
 
 async def _pcm_stream(state: State, text: str, speed: float) -> AsyncIterator[bytes]:
     """Raw 16-bit PCM streamed sentence by sentence as it is synthesised."""
-    tts = state.require_engines().tts
+    tts = state.require_tts()
     async with state.tts_gate.slot():
         chunks = iter(tts.synthesize(text, speed=speed))
         sentinel = None

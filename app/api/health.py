@@ -20,9 +20,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: State) -> JSONResponse:
-    """200 only when every engine is loaded and the LLM backend answers."""
+    """200 only when every enabled engine is loaded and the LLM backend answers."""
     engines = state.engines
-    checks = {"stt": engines is not None, "tts": engines is not None, "llm": False}
+    s = state.settings
+    checks = {"llm": False}
+    for name, enabled in (("stt", s.stt.enabled), ("tts", s.tts.enabled)):
+        if enabled:
+            checks[name] = engines is not None
     if engines is not None:
         checks["llm"] = await engines.llm.ready()
     ready = all(checks.values())

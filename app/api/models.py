@@ -16,7 +16,12 @@ router = APIRouter(dependencies=[Depends(check_api_key)])
 def served_models(state: ServiceState) -> dict[str, str]:
     """model id -> kind"""
     s = state.settings
-    return {s.llm.model_name: "llm", s.stt.model_name: "stt", s.tts.model_name: "tts"}
+    served = {s.llm.model_name: "llm"}
+    if s.stt.enabled:
+        served[s.stt.model_name] = "stt"
+    if s.tts.enabled:
+        served[s.tts.model_name] = "tts"
+    return served
 
 
 def require_model(state: ServiceState, requested: str | None, kind: str) -> None:

@@ -47,6 +47,10 @@ def _refusal(ws: WebSocket, state: ServiceState) -> JSONResponse | None:
             return error_response(401, "invalid API key", "invalid_api_key")
     if state.engines is None:
         return error_response(503, "engines are still loading", "not_ready", retry_after=2)
+    if state.engines.stt is None or state.engines.tts is None:
+        return error_response(
+            501, "realtime needs stt and tts; this unit has one disabled", "engine_disabled"
+        )
     hub = get_hub(ws.app.state, state)
     if hub.full:
         return error_response(
@@ -64,7 +68,8 @@ async def realtime(ws: WebSocket) -> None:
     state: ServiceState = ws.app.state.vf
     refusal = _refusal(ws, state)
     if refusal is not None:
-        reason = "refused_full" if refusal.status_code == 503 else "refused_auth"
+        reasons = {503: "refused_full", 501: "refused_disabled"}
+        reason = reasons.get(refusal.status_code, "refused_auth")
         get_hub(ws.app.state, state).state.metrics.realtime_closed.labels(reason).inc()
         await ws.send_denial_response(refusal)
         return
@@ -75,7 +80,7 @@ async def realtime(ws: WebSocket) -> None:
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None
         await ws.accept(subprotocol=subprotocol)
         session = Session(ws, state, session_id, slot)
-        engines = state.require_engines()
+        tts = state.require_tts()
         cfg = state.settings.realtime
         session.send(
             {
@@ -83,7 +88,7 @@ async def realtime(ws: WebSocket) -> None:
                 "session_id": session_id,
                 "slot": slot,
                 "input_sample_rate": session.decoder.sample_rate,
-                "output_sample_rate": engines.tts.sample_rate,
+                "output_sample_rate": tts.sample_rate,
                 "max_tokens": session.max_tokens,
                 "limits": {
                     "max_frame_bytes": cfg.max_frame_bytes,

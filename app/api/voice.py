@@ -37,6 +37,8 @@ async def voice_turn(
     language: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response | dict[str, Any]:
     t0 = time.perf_counter()
+    state.require_stt()  # refuse before reading the upload when either engine is disabled
+    state.require_tts()
     llm_settings = state.settings.llm
     max_tokens = resolve_max_tokens(state, max_tokens)
     audio = await read_audio_upload(state, file)
@@ -61,7 +63,7 @@ async def voice_turn(
         "total_ms": round(total_s * 1000, 1),
         "completion_tokens": llm.completion_tokens,
     }
-    sample_rate = state.require_engines().tts.sample_rate
+    sample_rate = state.require_tts().sample_rate
     wav = wav_bytes(pcm, sample_rate)
     if response_format == "json":
         return {

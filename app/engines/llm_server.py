@@ -28,6 +28,7 @@ class LlamaServerLLM:
     def __init__(self, settings: LLMSettings) -> None:
         self.model_name = settings.model_name
         self.ctx_per_slot = settings.ctx_per_slot
+        self.cache_prompt = settings.cache_prompt
         headers = {}
         if settings.server_api_key is not None:
             headers["Authorization"] = f"Bearer {settings.server_api_key.get_secret_value()}"
@@ -64,7 +65,7 @@ class LlamaServerLLM:
             "top_p": params.top_p,
             # keep the conversation's prefix in the slot's KV cache: a follow-up turn only
             # prefills its new tokens
-            "cache_prompt": True,
+            "cache_prompt": self.cache_prompt,
         }
         if params.stop:
             payload["stop"] = params.stop

@@ -203,7 +203,7 @@ class Reply:
 
     async def _speak(self, piece: str) -> None:
         pcm, _ = await synthesize(self.ctx.state, piece)
-        rate = self.ctx.state.require_engines().tts.sample_rate
+        rate = self.ctx.state.require_tts().sample_rate
         data = pcm.astype("<i2").tobytes()
         self.audio_s += len(pcm) / rate
         for start in range(0, len(data), AUDIO_MESSAGE_BYTES):

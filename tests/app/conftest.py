@@ -63,7 +63,8 @@ class _Server(uvicorn.Server):
         pass
 
 
-def run_service(settings: Settings, engines: Engines) -> Iterator[Service]:
+def run_service(settings: Settings, engines: Engines | None) -> Iterator[Service]:
+    """Serve on a free loopback port; engines=None loads them as `voicefleet serve` does."""
     port = free_port()
     config = uvicorn.Config(
         create_app(settings, engines=engines), host="127.0.0.1", port=port, log_level="warning"
