@@ -12,6 +12,7 @@
 #        SDIST_SHA256 (--print-key only: the pinned sha256, so the tarball need not be here)
 # The build key is sha256(arch | sdist name | sdist sha256 | cmake flags [| extra targets]):
 # the same inputs give the same key on every machine, so a key names one artifact.
+# An interrupted build of the same key resumes where it stopped (BUILD_ROOT is kept).
 # Exit codes: 0 built (or already present with the same key), 1 failure.
 set -euo pipefail
 
@@ -71,17 +72,25 @@ fi
 jobs=${JOBS:-$(nproc)}
 build_root=${BUILD_ROOT:-$out.build}
 log="$build_root/build.log"
-rm -rf "$build_root"
-mkdir -p "$build_root"
-echo "building llama-server (key $key, $jobs jobs); log: $log"
-tar xzf "$sdist" -C "$build_root"
 tree="$build_root/$sdist_name/vendor/llama.cpp"
+# Resumable: an interrupted build of the same key (a timeout, a lost connection, a killed
+# job) continues in its build directory; anything else starts from fresh sources, since
+# reconfiguring a directory built with other flags keeps their cached options.
+if [[ -f $build_root/key && $(cat "$build_root/key") == "$key" && -d $tree ]]; then
+  echo "resuming llama-server build $key ($jobs jobs); log: $log"
+else
+  rm -rf "$build_root"
+  mkdir -p "$build_root"
+  echo "building llama-server (key $key, $jobs jobs); log: $log"
+  tar xzf "$sdist" -C "$build_root"
+  echo "$key" >"$build_root/key"   # written once the sources are complete
+  : >"$log"
+fi
 start=$(date +%s)
 {
-  # A fresh build directory every time: reconfiguring an old one keeps cached options.
   cmake -S "$tree" -B "$build_root/cmake" "${flags[@]}"
   cmake --build "$build_root/cmake" --target llama-server llama-bench "${extra_targets[@]}" -j "$jobs"
-} >"$log" 2>&1 || { tail -n 40 "$log" >&2; echo "build failed; full log: $log" >&2; exit 1; }
+} >>"$log" 2>&1 || { tail -n 40 "$log" >&2; echo "build failed; full log: $log" >&2; exit 1; }
 secs=$(( $(date +%s) - start ))
 
 stage="$out.tmp"
@@ -111,6 +120,5 @@ with open(os.path.join(stage, "SHA256SUMS"), "w") as f:
 PY
 rm -rf "$out"
 mv "$stage" "$out"
-rm -rf "$build_root/$sdist_name"   # keep the log, drop the sources and objects
-rm -rf "$build_root/cmake"
+rm -rf "$build_root/$sdist_name" "$build_root/cmake" "$build_root/key"  # keep the log
 echo "built llama-server $key in ${secs}s -> $out"

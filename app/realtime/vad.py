@@ -10,9 +10,10 @@ here is per session.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
-from faster_whisper.vad import get_vad_model
 
 from app.engines.base import STT_SAMPLE_RATE, FloatAudio
 
@@ -21,14 +22,21 @@ CONTEXT = 64
 WINDOW_MS = WINDOW * 1000 // STT_SAMPLE_RATE  # 32
 
 
+def _vad_model() -> Any:
+    # imported on use: a unit with stt disabled (no realtime) may lack faster-whisper
+    from faster_whisper.vad import get_vad_model
+
+    return get_vad_model()
+
+
 def load_model() -> None:
     """Load the shared ONNX session now (blocking: call off the event loop)."""
-    get_vad_model()
+    _vad_model()
 
 
 class StreamingVAD:
     def __init__(self) -> None:
-        self._session = get_vad_model().session
+        self._session = _vad_model().session
         self._h = np.zeros((1, 1, 128), dtype=np.float32)
         self._c = np.zeros((1, 1, 128), dtype=np.float32)
         self._context = np.zeros(CONTEXT, dtype=np.float32)

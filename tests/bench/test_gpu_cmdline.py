@@ -1,0 +1,35 @@
+"""The GPU bench runs exactly the llama-server command line the llamacpp role renders for an
+Orin NX 16GB unit: the committed copy (docs/results/gpu/) must match a fresh render."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "docs" / "results" / "gpu" / "orin_nx_16gb.args.json"
+
+
+def test_committed_command_line_is_what_the_role_renders(tmp_path: Path) -> None:
+    dest = tmp_path / "args.json"
+    subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "inventory/example",
+         "bench/gpu/render_cmdline.yml", "-e", "render_group=orin_nx_16gb",
+         "-e", f"render_dest={dest}"],
+        cwd=ROOT, check=True, capture_output=True, timeout=120,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+    )  # fmt: skip
+    rendered = json.loads(dest.read_text())["args"]
+    assert rendered == json.loads(COMMITTED.read_text())["args"]
+    # the tuned config, not the field one: 2048 tokens per slot, 8 slots, all layers on GPU
+    assert int(rendered[rendered.index("-c") + 1]) == 2048 * 8
+    assert rendered[rendered.index("-np") + 1] == "8"
+    assert (rendered[rendered.index("-b") + 1], rendered[rendered.index("-ub") + 1]) == (
+        "512",
+        "256",
+    )
+    assert rendered[rendered.index("-ngl") + 1] == "99"
+    assert rendered[rendered.index("--flash-attn") + 1] == "on"
