@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from app import __version__
+from app.bench.followup import Target, print_followup, run_followup
 from app.bench.gate import evaluate, load_thresholds, print_gate
 from app.bench.load import LoadResult, run_load
 from app.bench.quality import run_quality
@@ -95,6 +96,7 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 await run_voice(args.url, api_key, clients, args.voice_turns, args.voice_max_tokens)
             )
     quality = await run_quality(args.url, api_key) if args.quality else None
+    followup = await _followup(args, model, api_key, llm_key) if args.followup else None
     return {
         "tool": "voicefleet bench",
         "version": __version__,
@@ -112,7 +114,26 @@ async def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "voice": voice,
         **({"realtime": await run_realtime(args, api_key)} if _wants_realtime(args) else {}),
         **({"quality": quality} if quality is not None else {}),
+        **({"followup": followup} if followup is not None else {}),
     }
+
+
+async def _followup(
+    args: argparse.Namespace, model: str, api_key: str | None, llm_key: str | None
+) -> list[dict[str, Any]]:
+    targets = [Target("service", args.url, api_key)]
+    if args.followup_nocache_url:
+        targets.append(Target("service (cache_prompt off)", args.followup_nocache_url, api_key))
+    if args.llm_url:
+        targets.append(Target("llama-server", args.llm_url, llm_key, {"cache_prompt": True}))
+        targets.append(
+            Target("llama-server (cache_prompt off)", args.llm_url, llm_key,
+                   {"cache_prompt": False})
+        )  # fmt: skip
+    return await run_followup(
+        targets, model, args.followup_conversations, args.followup_max_tokens,
+        args.followup_rounds,
+    )  # fmt: skip
 
 
 def _wants_realtime(args: argparse.Namespace) -> bool:
@@ -150,6 +171,8 @@ def print_report(report: dict[str, Any]) -> None:
                 for s in ("stt_ms", "llm_ttft_ms", "llm_total_ms", "tts_ms", "total_ms")
             )
             print(f"  {v['clients']} clients, {v['turns']} turns, {v['errors']} errors: {stages}")
+    if report.get("followup"):
+        print_followup(report["followup"])
     if report.get("realtime"):
         print_realtime(report["realtime"])
 
@@ -167,6 +190,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"\nwrote {args.json}")
     failed = sum(r["errors"] for r in report["llm"]) + sum(v["errors"] for v in report["voice"])
     failed += report.get("realtime", {}).get("soak", {}).get("errors", 0)
+    failed += sum(f["errors"] for f in report.get("followup", []))
     if "gate" in report:  # the gate decides (it counts errors among its checks)
         return 0 if report["gate"]["passed"] else 1
     return 1 if failed else 0
@@ -188,6 +212,17 @@ def register(sub: Any) -> None:
     p.add_argument("--json", help="write the report here")
     p.add_argument("--quality", action="store_true", help="LLM answer + speech round-trip checks")
     p.add_argument("--thresholds", help="gate: JSON/YAML thresholds; exit 1 when short of them")
+    fu = p.add_argument_group("follow-up turns (chat API, prompt cache)")
+    fu.add_argument("--followup", action="store_true",
+                    help="turn-2 vs turn-1 first-token time of concurrent conversations with "
+                         "~400-token histories: the service, and (with --llm-url) raw "
+                         "llama-server with cache_prompt on and off")  # fmt: skip
+    fu.add_argument("--followup-conversations", type=int, default=8)
+    fu.add_argument("--followup-rounds", type=int, default=2)
+    fu.add_argument("--followup-max-tokens", type=int, default=32)
+    fu.add_argument(
+        "--followup-nocache-url", help="a second service run with llm.cache_prompt false"
+    )
     rt = p.add_argument_group("realtime (/v1/realtime)")
     rt.add_argument("--realtime", action="store_true",
                     help="first audio streamed vs one-shot /v1/voice, and turn-2 vs turn-1 "

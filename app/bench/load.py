@@ -29,6 +29,8 @@ class RequestResult:
     ttft_s: float = 0.0
     total_s: float = 0.0
     tokens: int = 0
+    prompt_tokens: int = 0
+    text: str = ""
     error: str = ""
 
     @property
@@ -54,6 +56,8 @@ class LoadResult:
     aggregate_tps: float
     tokens: int
     error_samples: list[str] = field(default_factory=list)
+    # every successful request's TTFT (the distribution plots use them)
+    ttft_ms: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,20 +73,29 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def one_request(
-    client: httpx.AsyncClient, model: str, max_tokens: int, prompt: str = PROMPT
+    client: httpx.AsyncClient,
+    model: str,
+    max_tokens: int,
+    prompt: str = PROMPT,
+    *,
+    messages: list[dict[str, str]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> RequestResult:
+    """One streamed chat request; `messages` replaces the single-prompt conversation and
+    `extra` adds fields to the body (e.g. llama-server's cache_prompt)."""
     payload = {
         "model": model,
-        "messages": [{"role": "user", "content": prompt}],
+        "messages": messages or [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
         "temperature": 0.0,
         "stream": True,
         "stream_options": {"include_usage": True},
+        **(extra or {}),
     }
     start = time.perf_counter()
     ttft = 0.0
-    chunks = 0
-    usage_tokens = 0
+    parts: list[str] = []
+    usage: dict[str, Any] = {}
     try:
         async with client.stream("POST", "/v1/chat/completions", json=payload) as resp:
             if resp.status_code != 200:
@@ -96,19 +109,26 @@ async def one_request(
                 event = json.loads(line[6:])
                 if "error" in event:
                     return RequestResult(ok=False, error=str(event["error"])[:200])
-                if event.get("usage"):
-                    usage_tokens = int(event["usage"].get("completion_tokens", 0))
+                usage = event.get("usage") or usage
                 for choice in event.get("choices", []):
-                    if (choice.get("delta") or {}).get("content"):
-                        chunks += 1
-                        if chunks == 1:
+                    content = (choice.get("delta") or {}).get("content")
+                    if content:
+                        parts.append(content)
+                        if len(parts) == 1:
                             ttft = time.perf_counter() - start
     except httpx.HTTPError as exc:
         return RequestResult(ok=False, error=repr(exc)[:200])
     total = time.perf_counter() - start
-    if chunks == 0:
+    if not parts:
         return RequestResult(ok=False, total_s=total, error="no tokens in the reply")
-    return RequestResult(ok=True, ttft_s=ttft, total_s=total, tokens=usage_tokens or chunks)
+    return RequestResult(
+        ok=True,
+        ttft_s=ttft,
+        total_s=total,
+        tokens=int(usage.get("completion_tokens", 0)) or len(parts),
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        text="".join(parts),
+    )
 
 
 async def run_load(
@@ -149,4 +169,5 @@ async def run_load(
         aggregate_tps=round(tokens / wall if wall > 0 else 0.0, 2),
         tokens=tokens,
         error_samples=[r.error for r in results if not r.ok][:3],
+        ttft_ms=[round(r.ttft_s * 1000, 1) for r in ok],
     )

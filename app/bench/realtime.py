@@ -21,28 +21,11 @@ from typing import Any
 import httpx
 import numpy as np
 
+from app.bench.followup import FOLLOW_UP, PASSAGE
 from app.bench.rt_client import PCM, RealtimeClient, silence, trim_silence, wav_pcm
 from app.bench.voice import make_utterance
 
 QUESTION = "Tell me about the history of the bicycle."
-PASSAGE = (
-    "The bicycle began in 1817 as the draisine, a wooden running machine without pedals that "
-    "riders pushed along with their feet. In the 1860s French makers added pedals to the front "
-    "wheel, and the velocipede, nicknamed the boneshaker, became a fashion in Paris. Larger "
-    "front wheels went faster, which led to the high wheeler of the 1870s, elegant but "
-    "dangerous, since a rider sat far above the ground. The safety bicycle of the 1880s, with "
-    "two wheels of similar size and a chain driving the rear wheel, solved that problem, and "
-    "the pneumatic tyre, patented by John Boyd Dunlop in 1888, made the ride comfortable. "
-    "Within a decade millions of people owned one. Bicycles gave women new independence, "
-    "changed courtship in the countryside, and pushed governments to pave roads, which later "
-    "served the automobile. Factories that built bicycles trained the mechanics who went on to "
-    "build cars and aeroplanes; the Wright brothers ran a bicycle shop. In the twentieth "
-    "century the bicycle became a cheap, everyday vehicle in Asia and Europe, while in North "
-    "America it was mostly a toy until the fitness boom of the 1970s. Today city planners "
-    "build protected lanes, electric assistance extends the range of ordinary riders, and "
-    "shared bicycles stand on street corners in hundreds of cities around the world. "
-)
-FOLLOW_UP = "Which invention made riding comfortable?"
 
 
 def _median(values: list[float]) -> float:
