@@ -96,9 +96,17 @@ def context_error(exc: ContextOverflowError, ctx_per_slot: int) -> APIError:
     detail = ""
     if exc.prompt_tokens is not None:
         detail = f" (prompt is {exc.prompt_tokens} tokens)"
+    # llama-server reports the slot's real size: where it is below llm.ctx_per_slot, the
+    # server runs with a smaller -c than ctx_per_slot x parallel (the field config's defect)
+    n_ctx = exc.n_ctx or ctx_per_slot
+    if n_ctx < ctx_per_slot:
+        detail += (
+            f"; llm.ctx_per_slot is {ctx_per_slot} but llama-server gives each of its slots "
+            f"{n_ctx}: run it with -c ctx_per_slot x parallel"
+        )
     return APIError(
         400,
-        f"the conversation does not fit the per-conversation context of {ctx_per_slot} "
+        f"the conversation does not fit the per-conversation context of {n_ctx} "
         f"tokens{detail}: shorten the messages or drop old turns",
         code="context_length_exceeded",
         param="messages",

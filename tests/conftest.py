@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,21 +85,20 @@ class LlamaServer:
 LLAMA_API_KEY = "llama-test-key"
 
 
-@pytest.fixture(scope="session")
-def llama_server(
-    model_paths: ModelPaths, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def run_llama_server(
+    model: Path, log: Path, ctx_per_slot: int, parallel: int, n_ctx: int | None = None
 ) -> Iterator[LlamaServer]:
-    """A real llama-server process with the tuned flag set (n_ctx = ctx_per_slot * parallel)."""
+    """A real llama-server process with the tuned flag set: -c ctx_per_slot * parallel unless
+    n_ctx says otherwise (the field config's -c 2048 -np 8 gave each slot 256)."""
     if not LLAMA_SERVER.is_file():
         pytest.fail(f"{LLAMA_SERVER} missing: run `make setup` (builds llama-server)")
-    ctx_per_slot, parallel = 1024, 8
     port = free_port()
-    log = tmp_path_factory.mktemp("llama") / "llama-server.log"
     env = {**os.environ, "LLAMA_API_KEY": LLAMA_API_KEY}
     cmd = [
-        str(LLAMA_SERVER), "-m", str(model_paths.llm_gguf),
+        str(LLAMA_SERVER), "-m", str(model),
         "--host", "127.0.0.1", "--port", str(port),
-        "-c", str(ctx_per_slot * parallel), "-np", str(parallel),
+        "-c", str(n_ctx or ctx_per_slot * parallel), "-np", str(parallel),
         "-b", "512", "-ub", "256", "-fa", "on", "-t", "2", "--metrics", "--no-webui",
     ]  # fmt: skip
     with log.open("wb") as out:
@@ -108,3 +108,12 @@ def llama_server(
         yield LlamaServer(f"http://127.0.0.1:{port}", LLAMA_API_KEY, ctx_per_slot, parallel)
     finally:
         stop_process(proc, timeout=15)
+
+
+@pytest.fixture(scope="session")
+def llama_server(
+    model_paths: ModelPaths, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    log = tmp_path_factory.mktemp("llama") / "llama-server.log"
+    with run_llama_server(model_paths.llm_gguf, log, ctx_per_slot=1024, parallel=8) as server:
+        yield server
