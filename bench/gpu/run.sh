@@ -17,12 +17,12 @@
 # - `voicefleet bench` against both in one run; flash attention on vs off; the field
 #   config's `-c 2048 -np 8` vs the role's.
 # env: WORK (default /root/vfgpu), CUDA_ARCH (default: the GPU's compute capability),
-#      SRC (default .gpu/src.tar.gz), WHEELS (default .gpu/whl), QUICK=1 (fewer rounds)
+#      SRC (default .gpu/llama_cpp_python-*.tar.gz), WHEELS (default .gpu/whl), QUICK=1 (fewer rounds)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
 WORK=${WORK:-/root/vfgpu}
-SRC=${SRC:-$here/.gpu/src.tar.gz}
+SRC=${SRC:-$(echo "$here"/.gpu/llama_cpp_python-*.tar.gz)}
 WHEELS=${WHEELS:-$here/.gpu/whl}
 MODEL=$WORK/shape-llama-3.2-3b-q4_k_m.gguf
 ARGS_JSON=$here/docs/results/gpu/orin_nx_16gb.args.json

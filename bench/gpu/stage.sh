@@ -12,7 +12,8 @@ source scripts/pins.env
 sdist=${VOICEFLEET_HOME:-$HOME/.cache/voicefleet}/src/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz
 [[ -f $sdist ]] || { echo "$sdist missing: run make setup" >&2; exit 1; }
 echo "$LLAMA_CPP_PYTHON_SHA256  $sdist" | sha256sum -c --quiet
-bench/gpu/pack_source.sh "$sdist" .gpu/src.tar.gz
+# the same name as the sdist: the build tree and the build key use it
+bench/gpu/pack_source.sh "$sdist" ".gpu/$(basename "$sdist")"
 # the versions installed in .venv from pyproject.toml's pins
 mapfile -t wheels < <(.venv/bin/python - <<'PY'
 from importlib.metadata import version
