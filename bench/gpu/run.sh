@@ -6,6 +6,7 @@
 #   bench/gpu/run.sh start            build + model in the background (resumable), returns
 #   bench/gpu/run.sh wait [SECONDS]   wait for them, printing progress
 #   bench/gpu/run.sh bench OUT_DIR    all measurements -> OUT_DIR/*.json (prepares if needed)
+#   bench/gpu/run.sh followup OUT_DIR only the follow-up turns, with llama-server's timings
 #
 # What it runs, all with the project's own code and configuration:
 # - llama.cpp built by scripts/build_llama_server.sh with the llamacpp role's `jetson` build
@@ -140,6 +141,25 @@ start_service() {  # start_service PORT LOG [ENV=VALUE...]
   wait_url "http://127.0.0.1:$port/readyz" 120
 }
 
+server_timings() {  # what llama-server says of each task: slot choice, prompt and decode time
+  grep -E "selected slot|prompt eval time|       eval time|cache|restor|sav" "$1" | tail -n 2000 || true
+}
+
+followup_probe() {  # only the follow-up measurement, with llama-server's own account of it
+  local out=${1:?out dir}
+  mkdir -p "$out"
+  [[ -f $WORK/prepared ]] || prepare
+  : >"$WORK/service.pids"
+  trap 'stop_llama; xargs -r kill <"$WORK/service.pids" 2>/dev/null || true' EXIT
+  start_llama "$WORK/server_probe.log"
+  start_service 8000 "$WORK/service.log"
+  python3 -m app.cli bench --url http://127.0.0.1:8000 --llm-url http://127.0.0.1:8080 \
+    --clients 1 --requests 1 --max-tokens 16 --rounds 1 --voice-turns 0 --followup \
+    --followup-rounds "${ROUNDS:-2}" --json "$out/followup_probe.json"
+  server_timings "$WORK/server_probe.log" >"$out/server_probe_timings.txt"
+  stop_llama
+}
+
 bench() {
   local out=${1:?out dir}
   mkdir -p "$out"
@@ -172,6 +192,7 @@ PY
     --followup-nocache-url http://127.0.0.1:8001 --json "$out/bench_fa_on.json"
   grep -E "KV self size|KV buffer|CUDA0 (model|KV|compute) buffer|n_ctx|n_slots" \
     "$WORK/server_fa_on.log" | head -n 20 >"$out/server_memory.txt" || true
+  server_timings "$WORK/server_fa_on.log" >"$out/server_timings.txt"
   stop_llama
 
   log "flash attention off (the same arguments otherwise)"
@@ -209,5 +230,6 @@ case ${1:-} in
   prepare) prepare ;;
   wait) wait_prepared "${2:-600}" ;;
   bench) bench "${2:?out dir}" ;;
+  followup) followup_probe "${2:?out dir}" ;;
   *) sed -n '2,20p' "$0"; exit 2 ;;
 esac

@@ -20,7 +20,7 @@ from importlib.metadata import version
 for name in ["fastapi", "starlette", "pydantic", "pydantic_core", "pydantic-settings",
              "python-dotenv", "uvicorn", "python-multipart", "annotated-types",
              "typing-inspection", "typing_extensions", "opentelemetry-api", "annotated-doc",
-             "anyio", "h11", "httpx", "httpcore", "prometheus_client"]:
+             "anyio", "h11", "httpx", "httpcore", "prometheus_client", "websockets"]:
     print(f"{name}=={version(name)}")
 PY
 )
