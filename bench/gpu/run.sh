@@ -164,7 +164,7 @@ bench() {
   local out=${1:?out dir}
   mkdir -p "$out"
   [[ -f $WORK/prepared ]] || prepare
-  local rounds=3 requests=4
+  local rounds=5 requests=4
   [[ ${QUICK:-0} == 1 ]] && rounds=1 requests=2
   python3 - "$out/machine.json" "$WORK/artifact/manifest.json" "$MODEL" <<'PY'
 import json, os, platform, subprocess, sys
