@@ -72,5 +72,24 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # Wyoming server (Home Assistant): requests and errors by program (asr, tts, handle,
+        # describe, protocol); latencies go to stage_seconds like the HTTP API's
+        self.wyoming_requests = Counter(
+            "voicefleet_wyoming_requests_total",
+            "Wyoming requests by program (asr, tts, handle, describe)",
+            ["program"],
+            registry=self.registry,
+        )
+        self.wyoming_errors = Counter(
+            "voicefleet_wyoming_errors_total",
+            "Wyoming requests or connections ended by an error, by program and error code",
+            ["program", "code"],
+            registry=self.registry,
+        )
+        self.wyoming_connections = Gauge(
+            "voicefleet_wyoming_connections",
+            "Wyoming connections open now",
+            registry=self.registry,
+        )
         # process_resident_memory_bytes etc. (the realtime soak reads peak RSS from here)
         ProcessCollector(registry=self.registry)

@@ -149,6 +149,51 @@ class RealtimeSettings(BaseModel):
         return self
 
 
+class WyomingSettings(BaseModel):
+    """The Wyoming protocol server (Home Assistant's voice pipeline), run by the service in its
+    own process: asr, tts and handle (the LLM as a conversation agent) over the same engines,
+    gates, limits and metrics as the HTTP API (docs/wyoming.md)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    # 10600: the Wyoming add-ons' ports stay free (piper 10200, whisper 10300, openWakeWord
+    # 10400, wyoming-satellite 10700) so a unit may also run those
+    port: int = Field(10600, ge=1, le=65535)
+    # Wyoming has no authentication: a non-loopback host must say it accepts that exposure
+    allow_unauthenticated: bool = False
+    # announce the server over mDNS (_wyoming._tcp) so Home Assistant discovers it
+    zeroconf: bool = False
+    # the announced name (None: voicefleet-<hostname>)
+    zeroconf_name: str | None = None
+    max_connections: int = Field(16, ge=1)
+    # no event from the client for this long closes the connection
+    idle_timeout_s: float = Field(60.0, gt=0)
+    # one event's header line + data + payload; larger: error event and close
+    max_event_bytes: int = Field(1024 * 1024, ge=4096)
+    # one audio stream (None: limits.max_audio_seconds / limits.max_upload_bytes)
+    max_audio_seconds: float | None = Field(None, gt=0)
+    max_audio_bytes: int | None = Field(None, ge=1024)
+    # handle (conversation agent): reply length (None: llm.default_max_tokens), temperature,
+    # conversations remembered by Home Assistant's conversation_id (oldest forgotten first)
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_conversations: int = Field(64, ge=1)
+    # tts: samples per audio-chunk event
+    samples_per_chunk: int = Field(1024, ge=64)
+
+    @model_validator(mode="after")
+    def _check_exposure(self) -> WyomingSettings:
+        if self.enabled and self.host not in LOOPBACK_HOSTS and not self.allow_unauthenticated:
+            raise ValueError(
+                f"wyoming.host={self.host} is not loopback, and the Wyoming protocol has no "
+                "authentication: anyone who reaches the port can transcribe, synthesize and "
+                "chat with the LLM on this unit. Bind a trusted interface only (firewall the "
+                "port to Home Assistant) and set wyoming.allow_unauthenticated: true "
+                "(VOICEFLEET_WYOMING__ALLOW_UNAUTHENTICATED=true) to accept that"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VOICEFLEET_",
@@ -162,6 +207,7 @@ class Settings(BaseSettings):
     tts: TTSSettings = TTSSettings()
     limits: LimitsSettings = LimitsSettings()
     realtime: RealtimeSettings = RealtimeSettings()
+    wyoming: WyomingSettings = WyomingSettings()
 
     @model_validator(mode="after")
     def _check_exposure(self) -> Settings:
@@ -169,6 +215,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"server.host={self.server.host} is not loopback: set server.api_key "
                 "(VOICEFLEET_SERVER__API_KEY) before exposing the service"
+            )
+        wyoming_max = self.wyoming.max_tokens
+        if wyoming_max is not None and wyoming_max > self.llm.max_tokens_cap:
+            raise ValueError(
+                f"wyoming.max_tokens={wyoming_max} is over llm.max_tokens_cap "
+                f"({self.llm.max_tokens_cap})"
             )
         return self
 
