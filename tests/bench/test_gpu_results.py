@@ -1,4 +1,4 @@
-"""The GPU bench runs exactly the llama-server command line the llamacpp role renders for an
+"""The GPU proof: it runs exactly the llama-server command line the llamacpp role renders for an
 Orin NX 16GB unit: the committed copy (docs/results/gpu/) must match a fresh render."""
 
 from __future__ import annotations
@@ -33,3 +33,10 @@ def test_committed_command_line_is_what_the_role_renders(tmp_path: Path) -> None
     )
     assert rendered[rendered.index("-ngl") + 1] == "99"
     assert rendered[rendered.index("--flash-attn") + 1] == "on"
+
+
+def test_docs_tables_are_generated_from_the_committed_results() -> None:
+    # bench/gpu/report.py --check: the GPU section of docs/benchmarks.md is what the JSON says
+    subprocess.run(
+        [sys.executable, "bench/gpu/report.py", "--check"], cwd=ROOT, check=True, timeout=60
+    )
