@@ -170,3 +170,27 @@ async def synthesize(state: ServiceState, text: str, speed: float = 1.0) -> tupl
     state.metrics.stage_seconds.labels("tts").observe(elapsed)
     pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     return pcm.astype(np.int16, copy=False), elapsed
+
+
+async def synthesize_stream(
+    state: ServiceState, text: str, speed: float = 1.0
+) -> AsyncGenerator[PCM16, None]:
+    """Synthesize inside the TTS gate, yielding int16 PCM piece by piece (piper: one per
+    sentence) as soon as each is ready. Closing the generator early (a client gone) frees the
+    gate at once; the piece being synthesised in its worker thread is not interrupted."""
+    tts = state.require_tts()
+    metrics = state.metrics
+    async with state.tts_gate.slot():
+        start = time.perf_counter()
+        pieces = iter(tts.synthesize(text, speed=speed))
+        first = True
+        while True:
+            piece = await asyncio.to_thread(next, pieces, None)
+            if piece is None:
+                break
+            if first:
+                first = False
+                metrics.stage_seconds.labels("tts_first_audio").observe(time.perf_counter() - start)
+            yield piece.astype(np.int16, copy=False)
+        elapsed = time.perf_counter() - start
+    metrics.stage_seconds.labels("tts").observe(elapsed)

@@ -121,12 +121,23 @@ def create_app(settings: Settings | None = None, engines: Engines | None = None)
         owned = engines is None
         loader: asyncio.Task[None] | None = None
 
+        async def start_wyoming() -> None:
+            # same process, once the engines are loaded: the models are loaded once, and the
+            # gates, limits and metrics are the HTTP API's own (docs/wyoming.md)
+            if settings.wyoming.enabled:
+                from app.wyoming.server import WyomingServer
+
+                server = WyomingServer(state)
+                await server.start()
+                state.wyoming = server
+
         async def load() -> None:
             try:
                 loaded = await asyncio.to_thread(load_engines, settings)
                 await loaded.llm.start()
                 state.engines = loaded
                 log.info("engines loaded (llm backend: %s)", settings.llm.backend)
+                await start_wyoming()
             except Exception:
                 log.exception("loading the engines failed; /readyz stays 503")
                 raise
@@ -136,11 +147,15 @@ def create_app(settings: Settings | None = None, engines: Engines | None = None)
             loader = asyncio.create_task(load())
         else:
             state.engines = engines
+            await start_wyoming()
         try:
             yield
         finally:
             if loader is not None:
                 loader.cancel()
+            if state.wyoming is not None:
+                await state.wyoming.stop()
+                state.wyoming = None
             if owned and state.engines is not None:
                 await state.engines.llm.aclose()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
@@ -12,6 +12,9 @@ from app.errors import APIError
 from app.limits import EngineGate
 from app.metrics import Metrics
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.wyoming.server import WyomingServer
 
 
 @dataclass
@@ -27,6 +30,8 @@ class ServiceState:
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
     engines: Engines | None = None
+    # the Wyoming server (wyoming.enabled), running once the engines are loaded
+    wyoming: WyomingServer | None = None
     stt_gate: EngineGate = field(init=False)
     llm_gate: EngineGate = field(init=False)
     tts_gate: EngineGate = field(init=False)

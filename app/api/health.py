@@ -29,6 +29,8 @@ async def readyz(state: State) -> JSONResponse:
             checks[name] = engines is not None
     if engines is not None:
         checks["llm"] = await engines.llm.ready()
+    if s.wyoming.enabled:
+        checks["wyoming"] = state.wyoming is not None and state.wyoming.serving
     ready = all(checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
