@@ -191,8 +191,18 @@ class Connection:
             await asyncio.wait_for(async_write_event(event, self.writer), 2.0)
 
     async def send(self, event: Event) -> None:
-        # a client that stops reading holds an engine gate: bounded like an idle one
-        await asyncio.wait_for(async_write_event(event, self.writer), self.settings.idle_timeout_s)
+        # a transport the client closed refuses writes (uvloop: RuntimeError): a disconnect
+        if self.writer.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        try:
+            # a client that stops reading holds an engine gate: bounded like an idle one
+            await asyncio.wait_for(
+                async_write_event(event, self.writer), self.settings.idle_timeout_s
+            )
+        except RuntimeError as exc:
+            if self.writer.is_closing():
+                raise ConnectionResetError("the client closed the connection") from exc
+            raise
 
     async def handle(self, event: Event) -> None:
         t = event.type
