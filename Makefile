@@ -16,8 +16,8 @@ demo: setup
 test: setup lint pytest molecule
 
 lint:
-	ruff check app tests
-	ruff format --check app tests
+	ruff check app tests bench
+	ruff format --check app tests bench
 	mypy
 	yamllint -s .
 	ansible-lint --offline
