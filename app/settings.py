@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -153,6 +153,9 @@ class WyomingSettings(BaseModel):
     """The Wyoming protocol server (Home Assistant's voice pipeline), run by the service in its
     own process: asr, tts and handle (the LLM as a conversation agent) over the same engines,
     gates, limits and metrics as the HTTP API (docs/wyoming.md)."""
+
+    # a misspelt key (`enable: true`) must not leave the server silently off
+    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
     host: str = "127.0.0.1"

@@ -22,6 +22,8 @@ log = logging.getLogger("voicefleet.wyoming")
 
 # how long a closing connection waits for the client to close its side
 _LINGER_S = 2.0
+# what Home Assistant browses for (wyoming.zeroconf.HomeAssistantZeroconf announces it)
+SERVICE_TYPE = "_wyoming._tcp.local."
 
 
 class _Announcement(HomeAssistantZeroconf):
@@ -65,6 +67,10 @@ class WyomingServer:
     @property
     def serving(self) -> bool:
         return self._server is not None and self._server.is_serving()
+
+    @property
+    def announced(self) -> bool:
+        return self._announcement is not None
 
     @property
     def connections(self) -> int:
