@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 COMMAND_MODULES = [
     "app.server",  # serve
     "app.bench.cli",  # bench
+    "app.bench.wyoming",  # bench-wyoming
     "app.fit",  # fit
     "app.modelstore.cli",  # models verify|pin|fetch|install|rollback
     "app.report",  # report

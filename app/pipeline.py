@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -21,6 +21,7 @@ from app.engines.base import (
     FloatAudio,
     LLMChunk,
     Transcript,
+    TTSEngine,
 )
 from app.errors import APIError
 from app.state import ServiceState
@@ -173,24 +174,29 @@ async def synthesize(state: ServiceState, text: str, speed: float = 1.0) -> tupl
 
 
 async def synthesize_stream(
-    state: ServiceState, text: str, speed: float = 1.0
+    state: ServiceState, pieces: Sequence[str], speed: float = 1.0
 ) -> AsyncGenerator[PCM16, None]:
-    """Synthesize inside the TTS gate, yielding int16 PCM piece by piece (piper: one per
-    sentence) as soon as each is ready. Closing the generator early (a client gone) frees the
-    gate at once; the piece being synthesised in its worker thread is not interrupted."""
+    """Synthesize text pieces (sentences) one after the other inside one TTS gate slot,
+    yielding each piece's int16 PCM as soon as it is ready: the first audio waits for the first
+    sentence only (piper phonemizes a whole text before it speaks any of it). Closing the
+    generator early (a client gone) frees the gate at once; the piece being synthesised in its
+    worker thread is not interrupted."""
     tts = state.require_tts()
     metrics = state.metrics
     async with state.tts_gate.slot():
         start = time.perf_counter()
-        pieces = iter(tts.synthesize(text, speed=speed))
         first = True
-        while True:
-            piece = await asyncio.to_thread(next, pieces, None)
-            if piece is None:
-                break
-            if first:
-                first = False
-                metrics.stage_seconds.labels("tts_first_audio").observe(time.perf_counter() - start)
-            yield piece.astype(np.int16, copy=False)
+        for piece in pieces:
+            chunks = await asyncio.to_thread(_synthesize_all, tts, piece, speed)
+            for pcm in chunks:
+                if first:
+                    first = False
+                    elapsed = time.perf_counter() - start
+                    metrics.stage_seconds.labels("tts_first_audio").observe(elapsed)
+                yield pcm.astype(np.int16, copy=False)
         elapsed = time.perf_counter() - start
     metrics.stage_seconds.labels("tts").observe(elapsed)
+
+
+def _synthesize_all(tts: TTSEngine, text: str, speed: float) -> list[PCM16]:
+    return list(tts.synthesize(text, speed=speed))

@@ -59,6 +59,8 @@ E = TypeVar("E", bound=Eventable)
 
 _SAMPLE_WIDTH = 2  # 16-bit PCM in and out
 _MAX_CHANNELS = 2
+# a sentence longer than this is cut at a clause break (piper speaks it in parts)
+_MAX_SENTENCE_CHARS = 400
 
 
 class Histories:
@@ -344,15 +346,18 @@ class Connection:
         if not text:
             raise APIError(400, "text is blank", code="empty_input")
         self.state.metrics.wyoming_requests.labels("tts").inc()
-        await self._speak(text)
+        # sentence by sentence (as wyoming-piper does): the first audio waits for the first
+        # sentence's phonemes and inference only, not the whole text's
+        chunker = SentenceChunker(max_chars=_MAX_SENTENCE_CHARS, first_min_chars=len(text) + 1)
+        await self._speak([*chunker.push(text), *chunker.flush()])
 
-    async def _speak(self, text: str) -> None:
-        """audio-start, an audio-chunk per samples_per_chunk as each piece is spoken,
+    async def _speak(self, sentences: list[str]) -> None:
+        """audio-start, an audio-chunk per samples_per_chunk as each sentence is spoken,
         audio-stop."""
         tts = self.state.require_tts()
         rate, per_chunk = tts.sample_rate, self.settings.samples_per_chunk
         await self.send(AudioStart(rate=rate, width=_SAMPLE_WIDTH, channels=1).event())
-        async with aclosing(synthesize_stream(self.state, text)) as pieces:
+        async with aclosing(synthesize_stream(self.state, sentences)) as pieces:
             async for pcm in pieces:
                 raw = pcm.astype("<i2").tobytes()
                 step = per_chunk * _SAMPLE_WIDTH
@@ -378,14 +383,14 @@ class Connection:
         self.text.chars += len(text)
         self._check_text(self.text.chars)
         for piece in self.text.chunker.push(text):
-            await self._speak(piece)
+            await self._speak([piece])
 
     async def _text_stop(self) -> None:
         if self.text is None:
             raise _bad_event("synthesize-stop outside a text stream (no synthesize-start)")
         stream, self.text = self.text, None
         for piece in stream.chunker.flush():
-            await self._speak(piece)
+            await self._speak([piece])
         await self.send(SynthesizeStopped().event())
 
     # -- handle -------------------------------------------------------------------------------

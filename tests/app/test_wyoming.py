@@ -457,3 +457,26 @@ def test_no_request_ended_in_an_internal_error(unit: Unit) -> None:
     ]
     assert samples, "the bad clients above were counted"
     assert not [s.labels for s in samples if s.labels["code"] == "internal_error"]
+
+
+async def test_bench_client_runs_against_the_server(unit: Unit) -> None:
+    """`voicefleet bench-wyoming`'s client, ours standing in for the references (no timings
+    asserted: the structure, the words, no errors)."""
+    from app.bench.wyoming import run_wyoming_bench
+
+    uri = f"tcp://127.0.0.1:{unit.port}"
+    report = await run_wyoming_bench(uri, uri, uri, rounds=1, warmup=0)
+    assert report["errors"] == []
+    assert [r["case"] for r in report["stt"]] == ["short", "long"]
+    assert [r["case"] for r in report["tts"]] == ["short", "long"]
+    for row in report["stt"]:
+        ours = row["targets"]["voicefleet"]
+        assert ours["after_stop_p50_ms"] > 0 and ours["word_recall"] >= 0.8, row
+        assert row["ratio"]["after_stop"] > 0
+    for row in report["tts"]:
+        ours = row["targets"]["voicefleet"]
+        assert 0 < ours["first_audio_p50_ms"] <= ours["total_p50_ms"] and ours["audio_s"] > 1
+    assert report["servers"][uri]["asr"][0]["name"] == "voicefleet-stt"
+    assert set(report["summary"]) == {
+        "stt_after_stop_ratio", "tts_first_audio_ratio", "tts_total_ratio",
+    }  # fmt: skip
