@@ -230,6 +230,7 @@ async def run_wyoming_bench(
     tts_ref: str | None,
     rounds: int,
     warmup: int = 1,
+    gap_s: float = 0.0,
 ) -> dict[str, Any]:
     errors: list[dict[str, str]] = []
     # the utterances, spoken by our TTS once
@@ -249,6 +250,7 @@ async def run_wyoming_bench(
         for case, pcm in utterances.items():
             order = stt_targets if n % 2 == 0 else stt_targets[::-1]
             for name, uri in order:
+                await asyncio.sleep(gap_s)
                 try:
                     heard = await transcribe(uri, pcm)
                 except (OSError, BenchError, TimeoutError) as exc:
@@ -264,6 +266,7 @@ async def run_wyoming_bench(
         for case, text in TTS_CASES.items():
             order = tts_targets if n % 2 == 0 else tts_targets[::-1]
             for name, uri in order:
+                await asyncio.sleep(gap_s)
                 try:
                     speech = await synthesize(uri, text)
                 except (OSError, BenchError, TimeoutError) as exc:
@@ -302,6 +305,7 @@ async def run_wyoming_bench(
         "settings": {
             "rounds": rounds,
             "warmup": warmup,
+            "gap_s": gap_s,
             "chunk_samples": CHUNK_SAMPLES,
             "stt_rate": STT_RATE,
         },
@@ -376,6 +380,7 @@ def print_report(report: dict[str, Any]) -> None:
     m = report["machine"]
     print(f"voicefleet bench-wyoming — {m['cpu']} ({m['cores']} cores) — {report['time']}")
     print(f"rounds {report['settings']['rounds']} (+{report['settings']['warmup']} warm-up), "
+          f"{report['settings']['gap_s']} s idle before each request, "
           "interleaved; p50 ms; ratio = voicefleet / reference (below 1: faster)")  # fmt: skip
     print("\nSTT: audio-stop → transcript")
     for row in report["stt"]:
@@ -407,7 +412,7 @@ def _run(args: argparse.Namespace) -> int:
     async def main() -> dict[str, Any]:
         await wait_ready([u for u in (args.ours, args.stt_ref, args.tts_ref) if u], args.wait)
         return await run_wyoming_bench(args.ours, args.stt_ref, args.tts_ref, args.rounds,
-                                       args.warmup)  # fmt: skip
+                                       args.warmup, args.gap)  # fmt: skip
 
     report = asyncio.run(main())
     print_report(report)
@@ -429,6 +434,11 @@ def register(sub: Any) -> None:
     p.add_argument("--tts-ref", help="reference tts server (wyoming-piper), tcp://…")
     p.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (default 1)")
+    p.add_argument(
+        "--gap", type=float, default=0.3,
+        help="idle seconds before each request, so the previous one's spinning worker threads "
+        "(OpenMP, onnxruntime) do not weigh on the next target (default 0.3)",
+    )  # fmt: skip
     p.add_argument("--wait", type=float, default=120, help="seconds to wait for the servers")
     p.add_argument("--json", help="write the report here")
     p.set_defaults(func=_run)
