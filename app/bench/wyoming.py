@@ -408,6 +408,17 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"  {e['program']} {e['target']} {e['case']}: {e['error']}")
 
 
+def _no_nan(value: Any) -> Any:
+    """NaN (a ratio without a reference) as null: strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def _run(args: argparse.Namespace) -> int:
     async def main() -> dict[str, Any]:
         await wait_ready([u for u in (args.ours, args.stt_ref, args.tts_ref) if u], args.wait)
@@ -419,7 +430,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+        path.write_text(json.dumps(_no_nan(report), indent=2, allow_nan=False) + "\n")
         print(f"\nwrote {path}", file=sys.stderr)
     return 1 if report["errors"] else 0
 
