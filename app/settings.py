@@ -22,7 +22,12 @@ from pydantic_settings import (
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
 
-class ServerSettings(BaseModel):
+class _Section(BaseModel):
+    # a misspelt key (`llm.paralel: 4`) is an error, not a setting silently left at its default
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     # Bearer key for every route except /healthz and /readyz. Without one the service only
@@ -33,7 +38,7 @@ class ServerSettings(BaseModel):
     log_level: str = "info"
 
 
-class STTSettings(BaseModel):
+class STTSettings(_Section):
     # false: no speech-to-text on this unit (no model loaded; audio-in routes answer 501)
     enabled: bool = True
     model_name: str = "whisper"
@@ -48,7 +53,7 @@ class STTSettings(BaseModel):
     max_queue: int = Field(16, ge=0)
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(_Section):
     backend: Literal["embedded", "server"] = "embedded"
     model_name: str = "llama-3.2-3b-instruct"
     # server backend: llama-server (production: continuous batching over `parallel` slots)
@@ -83,7 +88,7 @@ class LLMSettings(BaseModel):
         return self
 
 
-class TTSSettings(BaseModel):
+class TTSSettings(_Section):
     # false: no text-to-speech on this unit (no voice loaded; audio-out routes answer 501)
     enabled: bool = True
     model_name: str = "piper"
@@ -94,7 +99,7 @@ class TTSSettings(BaseModel):
     max_queue: int = Field(16, ge=0)
 
 
-class LimitsSettings(BaseModel):
+class LimitsSettings(_Section):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_audio_seconds: float = Field(30.0, gt=0)
     max_input_chars: int = Field(8000, ge=1)
@@ -105,7 +110,7 @@ class LimitsSettings(BaseModel):
     queue_timeout_s: float = Field(30.0, gt=0)
 
 
-class RealtimeSettings(BaseModel):
+class RealtimeSettings(_Section):
     """The /v1/realtime WebSocket: limits, turn detection (Silero VAD), reply streaming."""
 
     max_sessions: int = Field(16, ge=1)
@@ -149,13 +154,10 @@ class RealtimeSettings(BaseModel):
         return self
 
 
-class WyomingSettings(BaseModel):
+class WyomingSettings(_Section):
     """The Wyoming protocol server (Home Assistant's voice pipeline), run by the service in its
     own process: asr, tts and handle (the LLM as a conversation agent) over the same engines,
     gates, limits and metrics as the HTTP API (docs/wyoming.md)."""
-
-    # a misspelt key (`enable: true`) must not leave the server silently off
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
     host: str = "127.0.0.1"

@@ -43,3 +43,9 @@ def test_unknown_keys_are_refused() -> None:
 def test_max_tokens_cap_must_leave_room_for_the_prompt() -> None:
     with pytest.raises(ValidationError, match="ctx_per_slot"):
         Settings(llm={"ctx_per_slot": 512, "max_tokens_cap": 600, "default_max_tokens": 100})
+
+
+@pytest.mark.parametrize("section", ["server", "stt", "llm", "tts", "limits", "realtime"])
+def test_a_misspelt_key_in_any_section_is_refused(section: str) -> None:
+    with pytest.raises(ValidationError, match="mispelt_key"):
+        Settings(**{section: {"mispelt_key": 1}})
