@@ -15,7 +15,7 @@ import uvicorn
 from app.engines.base import LLMEngine
 from app.server import create_app
 from app.settings import Settings
-from app.state import Engines
+from app.state import Engines, ServiceState
 from tests.conftest import API_KEY, LlamaServer, ModelPaths, free_port, wait_http
 
 LLM_NAME = "smollm2-135m-instruct"
@@ -53,6 +53,8 @@ class Service:
     url: str
     settings: Settings
     headers: dict[str, str]
+    # the running app's state (engines, gates, metrics), for tests that look inside
+    state: ServiceState
 
     def client(self, **kw: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=self.headers, timeout=120, **kw)
@@ -66,16 +68,15 @@ class _Server(uvicorn.Server):
 def run_service(settings: Settings, engines: Engines | None) -> Iterator[Service]:
     """Serve on a free loopback port; engines=None loads them as `voicefleet serve` does."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, engines=engines), host="127.0.0.1", port=port, log_level="warning"
-    )
+    app = create_app(settings, engines=engines)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = _Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/readyz", timeout=60)
-        yield Service(url, settings, {"Authorization": f"Bearer {API_KEY}"})
+        yield Service(url, settings, {"Authorization": f"Bearer {API_KEY}"}, app.state.vf)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -94,6 +95,13 @@ def _engines(stt_tts: tuple[Any, Any], llm: LLMEngine) -> Engines:
     return Engines(stt=stt_tts[0], llm=llm, tts=stt_tts[1])
 
 
+def server_engines(stt_tts: tuple[Any, Any], settings: Settings) -> Engines:
+    """The shared speech engines with an LLM client for settings.llm's llama-server."""
+    from app.engines.llm_server import LlamaServerLLM
+
+    return _engines(stt_tts, LlamaServerLLM(settings.llm))
+
+
 @pytest.fixture(scope="session")
 def embedded_service(model_paths: ModelPaths, stt_tts: tuple[Any, Any]) -> Iterator[Service]:
     import asyncio
@@ -110,10 +118,8 @@ def embedded_service(model_paths: ModelPaths, stt_tts: tuple[Any, Any]) -> Itera
 def server_service(
     model_paths: ModelPaths, stt_tts: tuple[Any, Any], llama_server: LlamaServer
 ) -> Iterator[Service]:
-    from app.engines.llm_server import LlamaServerLLM
-
     settings = make_settings(model_paths, "server", llama_server)
-    yield from run_service(settings, _engines(stt_tts, LlamaServerLLM(settings.llm)))
+    yield from run_service(settings, server_engines(stt_tts, settings))
 
 
 @pytest.fixture(params=["embedded", "server"])

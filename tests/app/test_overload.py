@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.app.conftest import LLM_NAME, Service, make_settings, run_service
+from tests.app.conftest import LLM_NAME, Service, make_settings, run_service, server_engines
 from tests.conftest import LlamaServer, ModelPaths
 
 
@@ -17,12 +17,8 @@ def tiny_service(
     model_paths: ModelPaths, stt_tts: tuple[Any, Any], llama_server: LlamaServer
 ) -> Iterator[Service]:
     """A service that serves one request at once."""
-    from app.engines.llm_server import LlamaServerLLM
-    from app.state import Engines
-
     settings = make_settings(model_paths, "server", llama_server, server={"max_in_flight": 1})
-    engines = Engines(stt=stt_tts[0], llm=LlamaServerLLM(settings.llm), tts=stt_tts[1])
-    yield from run_service(settings, engines)
+    yield from run_service(settings, server_engines(stt_tts, settings))
 
 
 def test_over_in_flight_limit_is_429_with_retry_after(tiny_service: Service) -> None:

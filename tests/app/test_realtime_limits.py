@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from app.bench.rt_client import RealtimeClient
-from tests.app.conftest import API_KEY, Service, make_settings, run_service
+from tests.app.conftest import API_KEY, Service, make_settings, run_service, server_engines
 from tests.conftest import LlamaServer, ModelPaths
 
 pytestmark = pytest.mark.slow
@@ -24,15 +24,11 @@ def small_service(
     model_paths: ModelPaths, stt_tts: tuple[Any, Any], llama_server: LlamaServer
 ) -> Iterator[Service]:
     """Two sessions at most, small frames, a short idle timeout."""
-    from app.engines.llm_server import LlamaServerLLM
-    from app.state import Engines
-
     settings = make_settings(
         model_paths, "server", llama_server,
         realtime={"max_sessions": 2, "max_frame_bytes": 4096, "idle_timeout_s": 1.5},
     )  # fmt: skip
-    engines = Engines(stt=stt_tts[0], llm=LlamaServerLLM(settings.llm), tts=stt_tts[1])
-    yield from run_service(settings, engines)
+    yield from run_service(settings, server_engines(stt_tts, settings))
 
 
 def _ws(svc: Service) -> str:

@@ -12,7 +12,6 @@ import io
 import json
 import socket
 import struct
-import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -22,7 +21,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
@@ -40,11 +38,10 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from app.server import create_app
 from app.settings import Settings
 from app.state import Engines, ServiceState
-from tests.app.conftest import LLM_NAME, SPOKEN, _Server, make_settings
-from tests.conftest import API_KEY, LlamaServer, ModelPaths, free_port, wait_http
+from tests.app.conftest import LLM_NAME, SPOKEN, make_settings, run_service, server_engines
+from tests.conftest import API_KEY, LlamaServer, ModelPaths, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -64,27 +61,19 @@ class Unit:
 
 
 def _serve(settings: Settings, engines: Engines | None) -> Iterator[Unit]:
-    """run_service's uvicorn-in-a-thread, keeping the app's state at hand."""
-    port = free_port()
-    app = create_app(settings, engines=engines)
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
+    """run_service's service, with its Wyoming port at hand."""
+    service = run_service(settings, engines)
+    svc = next(service)
     try:
-        wait_http(f"{url}/readyz", timeout=60)
-        yield Unit(url, settings.wyoming.port, app.state.vf)
+        yield Unit(svc.url, settings.wyoming.port, svc.state)
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+        service.close()
 
 
 @pytest.fixture(scope="module")
 def unit(
     model_paths: ModelPaths, stt_tts: tuple[Any, Any], llama_server: LlamaServer
 ) -> Iterator[Unit]:
-    from app.engines.llm_server import LlamaServerLLM
-
     settings = make_settings(
         model_paths, "server", llama_server,
         wyoming={
@@ -93,8 +82,7 @@ def unit(
             "max_event_bytes": 256 * 1024, "max_tokens": 24,
         },
     )  # fmt: skip
-    engines = Engines(stt=stt_tts[0], llm=LlamaServerLLM(settings.llm), tts=stt_tts[1])
-    yield from _serve(settings, engines)
+    yield from _serve(settings, server_engines(stt_tts, settings))
 
 
 @pytest.fixture(scope="module")
