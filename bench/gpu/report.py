@@ -173,8 +173,7 @@ def voice_estimate(on: dict[str, Any], cpu: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plots(on: dict[str, Any], off: dict[str, Any], after: dict[str, Any],
-          before: dict[str, Any]) -> None:  # fmt: skip
+def plots(on: dict[str, Any], off: dict[str, Any], before: dict[str, Any]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,9 +218,9 @@ def plots(on: dict[str, Any], off: dict[str, Any], after: dict[str, Any],
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(9, 4))
-    names = [r["target"] for r in after["followup"]]
+    names = [r["target"] for r in on["followup"]]
     width = 0.2
-    for i, (report, label) in enumerate(((before, "cache-ram on"), (after, "cache-ram 0"))):
+    for i, (report, label) in enumerate(((before, "cache-ram on"), (on, "cache-ram 0"))):
         for j, turn in enumerate(("turn1", "turn2")):
             values = [r[f"{turn}_first_token_p50_ms"] for r in report["followup"]]
             ax.bar([k + (2 * i + j - 1.5) * width for k in range(len(names))], values, width,
@@ -235,10 +234,8 @@ def plots(on: dict[str, Any], off: dict[str, Any], after: dict[str, Any],
     plt.close(fig)
 
 
-def section() -> str:
+def section(on: dict[str, Any], off: dict[str, Any], before: dict[str, Any]) -> str:
     machine = load("machine.json")
-    on, off = load("bench_fa_on.json"), load("bench_fa_off.json")
-    before = json.loads((RESULTS / "before_cache_ram_0" / "bench_fa_on.json").read_text())
     cpu = json.loads(CPU.read_text())
     build = machine["build"]
     settings = on["settings"]
@@ -300,16 +297,16 @@ def main() -> int:
         return 2
     head, rest = doc.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    new = head + section() + tail
+    on, off = load("bench_fa_on.json"), load("bench_fa_off.json")
+    before = load("before_cache_ram_0/bench_fa_on.json")
+    new = head + section(on, off, before) + tail
     if a.check:
         if new != doc:
             print("docs/benchmarks.md is stale: run python3 bench/gpu/report.py", file=sys.stderr)
             return 1
         return 0
     DOC.write_text(new)
-    on, off = load("bench_fa_on.json"), load("bench_fa_off.json")
-    before = json.loads((RESULTS / "before_cache_ram_0" / "bench_fa_on.json").read_text())
-    plots(on, off, on, before)
+    plots(on, off, before)
     print(f"wrote {DOC} and {RESULTS}/gpu-*.png")
     return 0
 
