@@ -21,7 +21,7 @@ import httpx
 from app import __version__
 from app.bench.followup import Target, print_followup, run_followup
 from app.bench.gate import evaluate, load_thresholds, print_gate
-from app.bench.load import LoadResult, run_load
+from app.bench.load import LoadResult, run_load, served_models
 from app.bench.quality import run_quality
 from app.bench.realtime import print_realtime, run_realtime
 from app.bench.voice import run_voice
@@ -30,9 +30,7 @@ from app.bench.voice import run_voice
 async def _served_llm(url: str, api_key: str | None) -> str:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=30) as c:
-        resp = await c.get("/v1/models")
-        resp.raise_for_status()
-        return str(next(m["id"] for m in resp.json()["data"] if m.get("kind", "llm") == "llm"))
+        return (await served_models(c))["llm"]
 
 
 def _median_round(results: list[LoadResult]) -> LoadResult:

@@ -63,6 +63,13 @@ class LoadResult:
         return asdict(self)
 
 
+async def served_models(client: httpx.AsyncClient) -> dict[str, str]:
+    """kind (llm, stt, tts) -> model id, from the service's /v1/models."""
+    resp = await client.get("/v1/models")
+    resp.raise_for_status()
+    return {m.get("kind", "llm"): m["id"] for m in resp.json()["data"]}
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from app.bench.load import served_models
+
 QUESTION = "What is the capital of France? Answer with one word."
 EXPECTED = "paris"
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -26,12 +28,6 @@ def word_recall(expected: str, heard: str) -> float:
     want = words(expected)
     got = set(words(heard))
     return sum(w in got for w in want) / len(want) if want else 0.0
-
-
-async def _models(client: httpx.AsyncClient) -> dict[str, str]:
-    resp = await client.get("/v1/models")
-    resp.raise_for_status()
-    return {m.get("kind", "llm"): m["id"] for m in resp.json()["data"]}
 
 
 async def check_llm(client: httpx.AsyncClient, model: str) -> dict[str, Any]:
@@ -84,7 +80,7 @@ async def run_quality(url: str, api_key: str | None) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=120) as c:
         try:
-            models = await _models(c)
+            models = await served_models(c)
             checks = [await check_llm(c, models["llm"]), await check_speech_round_trip(c, models)]
         except (httpx.HTTPError, KeyError) as exc:
             checks = [{"name": "service", "passed": False, "detail": repr(exc)[:200]}]

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from app.bench.load import percentile
+from app.bench.load import percentile, served_models
 
 UTTERANCE = "What will the weather be like tomorrow morning?"
 STAGES = ("stt_ms", "llm_ttft_ms", "llm_total_ms", "tts_ms", "total_ms")
@@ -15,8 +15,7 @@ STAGES = ("stt_ms", "llm_ttft_ms", "llm_total_ms", "tts_ms", "total_ms")
 
 async def make_utterance(client: httpx.AsyncClient, text: str = UTTERANCE) -> bytes:
     """A real utterance, spoken by the unit's own TTS."""
-    models = (await client.get("/v1/models")).json()["data"]
-    tts = next(m["id"] for m in models if m.get("kind") == "tts")
+    tts = (await served_models(client))["tts"]
     resp = await client.post("/v1/audio/speech", json={"model": tts, "input": text})
     resp.raise_for_status()
     return resp.content
