@@ -346,6 +346,16 @@ async def _gates_idle(state: ServiceState, within_s: float = 20) -> None:
     )
 
 
+async def _connections_held(state: ServiceState, count: int, timeout: float = IDLE_S / 2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state.wyoming is not None and state.wyoming.connections >= count:
+            return
+        await asyncio.sleep(0.02)
+    held = state.wyoming.connections if state.wyoming is not None else None
+    raise AssertionError(f"the server holds {held} connections, expected {count}")
+
+
 def _send_then_reset(unit: Unit, events: list[Event], read_bytes: int = 0) -> None:
     from wyoming.event import write_event
 
@@ -381,7 +391,9 @@ async def test_too_many_connections_refused_then_served(unit: Unit) -> None:
     for c in clients:
         await c.connect()
     try:
-        await asyncio.sleep(0.2)
+        # the server accepts from its own loop: wait until it holds all of them (a fixed
+        # sleep lost the race on a busy CI machine and the extra client was served)
+        await _connections_held(unit.state, MAX_CONNECTIONS)
         async with unit.client() as extra:
             event = await _read(extra)
             assert Error.from_event(event).code == "too_many_connections"
