@@ -130,11 +130,25 @@ async def run_followup(
                 "turn1_first_token_ms": [round(r.ttft_s * 1000, 1) for r in ok1],
                 "turn2_first_token_ms": [round(r.ttft_s * 1000, 1) for r in ok2],
                 "ratio_p50": round(p50_2 / p50_1, 3) if p50_1 else 0.0,
+                # raw llama-server only: what it prefilled itself and how long it took
+                **_server_side(ok1, "turn1"),
+                **_server_side(ok2, "turn2"),
                 "errors": len(turn1) + len(turn2) - len(ok1) - len(ok2),
                 "error_samples": [r.error for r in turn1 + turn2 if not r.ok][:3],
             }
         )  # fmt: skip
     return report
+
+
+def _server_side(results: list[RequestResult], turn: str) -> dict[str, float]:
+    n = [r.server_prompt_n for r in results if r.server_prompt_n is not None]
+    ms = [r.server_prompt_ms for r in results if r.server_prompt_ms is not None]
+    if not n or not ms:
+        return {}
+    return {
+        f"{turn}_server_prompt_n_p50": statistics.median(n),
+        f"{turn}_server_prompt_ms_p50": round(statistics.median(ms), 1),
+    }
 
 
 def print_followup(rows: list[dict[str, Any]]) -> None:
@@ -145,3 +159,8 @@ def print_followup(rows: list[dict[str, Any]]) -> None:
               f"prompt tokens), turn 2 {r['turn2_first_token_p50_ms']:.0f} ms "
               f"({r['turn2_prompt_tokens_p50']:.0f}), ratio {r['ratio_p50']:.3f}, "
               f"errors {r['errors']}")  # fmt: skip
+        if "turn2_server_prompt_n_p50" in r:
+            print(f"  {'':<28} llama-server prefilled {r['turn1_server_prompt_n_p50']:.0f} / "
+                  f"{r['turn2_server_prompt_n_p50']:.0f} tokens in "
+                  f"{r['turn1_server_prompt_ms_p50']:.1f} / "
+                  f"{r['turn2_server_prompt_ms_p50']:.1f} ms (turn 1 / turn 2, p50)")  # fmt: skip

@@ -32,6 +32,10 @@ class RequestResult:
     prompt_tokens: int = 0
     text: str = ""
     error: str = ""
+    # llama-server's own account (its final chunk's `timings`; absent through the service):
+    # tokens it actually prefilled (cached ones excluded) and how long that took
+    server_prompt_n: int | None = None
+    server_prompt_ms: float | None = None
 
     @property
     def decode_tps(self) -> float:
@@ -103,6 +107,7 @@ async def one_request(
     ttft = 0.0
     parts: list[str] = []
     usage: dict[str, Any] = {}
+    timings: dict[str, Any] = {}
     try:
         async with client.stream("POST", "/v1/chat/completions", json=payload) as resp:
             if resp.status_code != 200:
@@ -117,6 +122,7 @@ async def one_request(
                 if "error" in event:
                     return RequestResult(ok=False, error=str(event["error"])[:200])
                 usage = event.get("usage") or usage
+                timings = event.get("timings") or timings
                 for choice in event.get("choices", []):
                     content = (choice.get("delta") or {}).get("content")
                     if content:
@@ -135,7 +141,17 @@ async def one_request(
         tokens=int(usage.get("completion_tokens", 0)) or len(parts),
         prompt_tokens=int(usage.get("prompt_tokens", 0)),
         text="".join(parts),
+        server_prompt_n=_int_or_none(timings.get("prompt_n")),
+        server_prompt_ms=_float_or_none(timings.get("prompt_ms")),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
+def _float_or_none(value: Any) -> float | None:
+    return round(float(value), 2) if isinstance(value, int | float) else None
 
 
 async def run_load(

@@ -5,7 +5,8 @@
 #
 #   bench/gpu/run.sh start            build + model in the background (resumable), returns
 #   bench/gpu/run.sh wait [SECONDS]   wait for them, printing progress
-#   bench/gpu/run.sh bench OUT_DIR    all measurements -> OUT_DIR/*.json (prepares if needed)
+#   bench/gpu/run.sh bench OUT_DIR    all measurements -> OUT_DIR/*.json (prepares if needed;
+#                                     ROUNDS=N interleaved rounds, default 5)
 #   bench/gpu/run.sh followup OUT_DIR only the follow-up turns, with llama-server's timings
 #
 # What it runs, all with the project's own code and configuration:
@@ -15,8 +16,8 @@
 # - llama-server with exactly the arguments the role renders for an Orin NX 16GB unit
 #   (docs/results/gpu/orin_nx_16gb.args.json; only --model points at the shape model);
 # - the voice service (`voicefleet serve`, llm.backend server, stt/tts disabled) in front;
-# - `voicefleet bench` against both in one run; flash attention on vs off; the field
-#   config's `-c 2048 -np 8` vs the role's.
+# - `voicefleet bench` against both in one run; per-slot vs unified KV cache; flash attention
+#   on vs off; the field config's `-c 2048 -np 8` vs the role's.
 # env: WORK (default /root/vfgpu), CUDA_ARCH (default: the GPU's compute capability),
 #      SRC (default .gpu/llama_cpp_python-*.tar.gz), WHEELS (default .gpu/whl), QUICK=1 (fewer rounds)
 set -euo pipefail
@@ -27,6 +28,8 @@ SRC=${SRC:-$(echo "$here"/.gpu/llama_cpp_python-*.tar.gz)}
 WHEELS=${WHEELS:-$here/.gpu/whl}
 MODEL=$WORK/shape-llama-3.2-3b-q4_k_m.gguf
 ARGS_JSON=$here/docs/results/gpu/orin_nx_16gb.args.json
+# the same render with llamacpp_kv_unified=true: the other KV layout, compared in one run
+ARGS_KVU_JSON=$here/docs/results/gpu/orin_nx_16gb.kv_unified.args.json
 LLAMA_API_KEY=gpu-bench-llama-key-0123456789
 export LLAMA_API_KEY
 mkdir -p "$WORK"
@@ -91,10 +94,10 @@ wait_prepared() {
   tail -n 5 "$WORK/steps.log"
 }
 
-start_llama() {  # start_llama LOG [arg overrides as NAME=VALUE...]
+start_llama() {  # start_llama LOG [arg overrides as NAME=VALUE...]; LLAMA_ARGS: args file
   local logf=$1
   shift
-  mapfile -t args < <(python3 - "$ARGS_JSON" "$MODEL" "$@" <<'PY'
+  mapfile -t args < <(python3 - "${LLAMA_ARGS:-$ARGS_JSON}" "$MODEL" "$@" <<'PY'
 import json, sys
 args = json.load(open(sys.argv[1]))["args"]
 args[args.index("--model") + 1] = sys.argv[2]
@@ -145,6 +148,11 @@ server_timings() {  # what llama-server says of each task: slot choice, prompt a
   grep -E "selected slot|prompt eval time|       eval time|cache|restor|sav" "$1" | tail -n 2000 || true
 }
 
+server_memory() {  # what llama-server allocated (KV, compute buffers) and how it sized slots
+  grep -E "KV self size|KV buffer|CUDA0 (model|KV|compute) buffer|n_ctx|n_slots|kv_unified" \
+    "$1" | head -n 24 || true
+}
+
 followup_probe() {  # only the follow-up measurement, with llama-server's own account of it
   local out=${1:?out dir}
   mkdir -p "$out"
@@ -164,7 +172,7 @@ bench() {
   local out=${1:?out dir}
   mkdir -p "$out"
   [[ -f $WORK/prepared ]] || prepare
-  local rounds=5 requests=4
+  local rounds=${ROUNDS:-5} requests=4
   [[ ${QUICK:-0} == 1 ]] && rounds=1 requests=2
   python3 - "$out/machine.json" "$WORK/artifact/manifest.json" "$MODEL" <<'PY'
 import json, os, platform, subprocess, sys
@@ -190,10 +198,23 @@ PY
     --clients 1,2,4,8 --requests "$requests" --max-tokens 128 --rounds "$rounds" \
     --voice-turns 0 --followup --followup-rounds "$rounds" \
     --followup-nocache-url http://127.0.0.1:8001 --json "$out/bench_fa_on.json"
-  grep -E "KV self size|KV buffer|CUDA0 (model|KV|compute) buffer|n_ctx|n_slots" \
-    "$WORK/server_fa_on.log" | head -n 20 >"$out/server_memory.txt" || true
-  server_timings "$WORK/server_fa_on.log" >"$out/server_timings.txt"
   stop_llama
+
+  log "KV layout: one shared pool (the role with llamacpp_kv_unified=true), same client"
+  LLAMA_ARGS=$ARGS_KVU_JSON start_llama "$WORK/server_kv_unified.log"
+  python3 -m app.cli bench --url http://127.0.0.1:8000 --llm-url http://127.0.0.1:8080 \
+    --clients 1,8 --requests "$requests" --max-tokens 128 --rounds "$rounds" \
+    --voice-turns 0 --followup --followup-rounds "$rounds" --json "$out/bench_kv_unified.json"
+  stop_llama
+  # at most 8 files come back from a lent machine: both layouts share these two
+  for layout in fa_on kv_unified; do
+    echo "## server_$layout.log"
+    server_memory "$WORK/server_$layout.log"
+  done >"$out/server_memory.txt"
+  for layout in fa_on kv_unified; do
+    echo "## server_$layout.log"
+    server_timings "$WORK/server_$layout.log"
+  done >"$out/server_timings.txt"
 
   log "flash attention off (the same arguments otherwise)"
   start_llama "$WORK/server_fa_off.log" --flash-attn=off

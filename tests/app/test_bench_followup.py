@@ -35,6 +35,13 @@ def test_followup_bench_measures_service_and_raw_with_and_without_cache(
         assert row["turn1_prompt_tokens_p50"] > 300
         assert row["turn2_prompt_tokens_p50"] > row["turn1_prompt_tokens_p50"]
         assert row["ratio_p50"] > 0
+    # llama-server's own account: with the prompt cache turn 2 prefills only what is new
+    # (the reply and the question), without it the whole history again
+    cached, uncached = rows["llama-server"], rows["llama-server (cache_prompt off)"]
+    assert cached["turn2_server_prompt_n_p50"] < cached["turn2_prompt_tokens_p50"] / 4
+    assert uncached["turn2_server_prompt_n_p50"] >= uncached["turn2_prompt_tokens_p50"] - 1
+    assert cached["turn1_server_prompt_ms_p50"] > 0
+    assert "turn2_server_prompt_n_p50" not in rows["service"]
     for load in report["llm"]:
         assert len(load["ttft_ms"]) == load["requests"] - load["errors"] > 0
     assert {r["clients"] for r in report["ratios"]} == {1, 2}

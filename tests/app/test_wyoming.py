@@ -346,8 +346,8 @@ async def _gates_idle(state: ServiceState, within_s: float = 20) -> None:
     )
 
 
-async def _connections_held(state: ServiceState, count: int, timeout: float = IDLE_S / 2) -> None:
-    deadline = time.monotonic() + timeout
+async def _connections_held(state: ServiceState, count: int) -> None:
+    deadline = time.monotonic() + IDLE_S / 2
     while time.monotonic() < deadline:
         if state.wyoming is not None and state.wyoming.connections >= count:
             return
