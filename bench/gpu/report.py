@@ -92,6 +92,35 @@ def followup_table(after: dict[str, Any], before: dict[str, Any]) -> list[str]:
     return lines
 
 
+def kv_layout_tables(per_slot: dict[str, Any], unified: dict[str, Any]) -> list[str]:
+    layouts = (("per-slot (`--no-kv-unified`, the role)", per_slot),
+               ("unified (`--kv-unified --kv-unified-per-slot 2048`)", unified))  # fmt: skip
+    lines = [
+        _row(["KV cache", "target", "clients", "TTFT p50 (ms)", "TTFT p95 (ms)",
+              "aggregate tok/s"]),
+        _row(["---", "---", "---:", "---:", "---:", "---:"]),
+    ]  # fmt: skip
+    for label, report in layouts:
+        for r in sorted(report["llm"], key=lambda r: (r["clients"], r["target"])):
+            lines.append(_row([label, r["target"], r["clients"], r["ttft_p50_ms"],
+                               r["ttft_p95_ms"], r["aggregate_tps"]]))  # fmt: skip
+    lines += [
+        "",
+        _row(["KV cache", "target", "turn-1 first token p50 (ms)",
+              "turn-2 first token p50 (ms)", "turn 2 / turn 1",
+              "llama-server's turn-2 prefill (tokens, ms)"]),
+        _row(["---", "---", "---:", "---:", "---:", "---:"]),
+    ]  # fmt: skip
+    for label, report in layouts:
+        for r in report["followup"]:
+            prefill = (f"{r['turn2_server_prompt_n_p50']:.0f}, {r['turn2_server_prompt_ms_p50']}"
+                       if "turn2_server_prompt_n_p50" in r else "")  # fmt: skip
+            lines.append(_row([label, r["target"], r["turn1_first_token_p50_ms"],
+                               r["turn2_first_token_p50_ms"], f"{r['ratio_p50']:.3f}",
+                               prefill]))  # fmt: skip
+    return lines
+
+
 def llama_bench_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [_row(["flash attention", "test", "tok/s", "± sd"])]
     lines.append(_row(["---", "---", "---:", "---:"]))
@@ -236,6 +265,8 @@ def plots(on: dict[str, Any], off: dict[str, Any], before: dict[str, Any]) -> No
 
 def section(on: dict[str, Any], off: dict[str, Any], before: dict[str, Any]) -> str:
     machine = load("machine.json")
+    kv = {name: load(f"kv_layout/{name}.json") for name in ("per_slot", "unified")}
+    kv_run = load("kv_layout/run.json")
     cpu = json.loads(CPU.read_text())
     build = machine["build"]
     settings = on["settings"]
@@ -264,6 +295,11 @@ def section(on: dict[str, Any], off: dict[str, Any], before: dict[str, Any]) -> 
         "Follow-up turns (8 conversations at once; turn 2 adds turn 1's reply and a question):",
         "",
         *followup_table(on, before),
+        "",
+        "KV cache layout, per-slot (the role) vs one unified pool, each slot capped at 2048 "
+        f"tokens (`bench/gpu/run.sh kv`, {kv_run['rounds']} rounds, {kv['per_slot']['time']}):",
+        "",
+        *kv_layout_tables(kv["per_slot"], kv["unified"]),
         "",
         "The field config vs the role's (the follow-up bench's first turn):",
         "",

@@ -8,6 +8,8 @@
 #   bench/gpu/run.sh bench OUT_DIR    all measurements -> OUT_DIR/*.json (prepares if needed;
 #                                     ROUNDS=N interleaved rounds, default 5)
 #   bench/gpu/run.sh followup OUT_DIR only the follow-up turns, with llama-server's timings
+#   bench/gpu/run.sh kv OUT_DIR       per-slot KV (the role) vs one unified pool
+#                                     (orin_nx_16gb.kv_unified.args.json), one run
 #
 # What it runs, all with the project's own code and configuration:
 # - llama.cpp built by scripts/build_llama_server.sh with the llamacpp role's `jetson` build
@@ -16,8 +18,8 @@
 # - llama-server with exactly the arguments the role renders for an Orin NX 16GB unit
 #   (docs/results/gpu/orin_nx_16gb.args.json; only --model points at the shape model);
 # - the voice service (`voicefleet serve`, llm.backend server, stt/tts disabled) in front;
-# - `voicefleet bench` against both in one run; per-slot vs unified KV cache; flash attention
-#   on vs off; the field config's `-c 2048 -np 8` vs the role's.
+# - `voicefleet bench` against both in one run; flash attention on vs off; the field
+#   config's `-c 2048 -np 8` vs the role's; (kv) per-slot vs unified KV cache.
 # env: WORK (default /root/vfgpu), CUDA_ARCH (default: the GPU's compute capability),
 #      SRC (default .gpu/llama_cpp_python-*.tar.gz), WHEELS (default .gpu/whl), QUICK=1 (fewer rounds)
 set -euo pipefail
@@ -168,13 +170,8 @@ followup_probe() {  # only the follow-up measurement, with llama-server's own ac
   stop_llama
 }
 
-bench() {
-  local out=${1:?out dir}
-  mkdir -p "$out"
-  [[ -f $WORK/prepared ]] || prepare
-  local rounds=${ROUNDS:-5} requests=4
-  [[ ${QUICK:-0} == 1 ]] && rounds=1 requests=2
-  python3 - "$out/machine.json" "$WORK/artifact/manifest.json" "$MODEL" <<'PY'
+machine_json() {  # the GPU, CUDA, the build and the model a run used
+  python3 - "$1" "$WORK/artifact/manifest.json" "$MODEL" <<'PY'
 import json, os, platform, subprocess, sys
 smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version,compute_cap",
                       "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
@@ -184,6 +181,15 @@ json.dump({"gpu": smi, "nvcc": nvcc.splitlines()[-1], "cpus": os.cpu_count(),
            "build": json.load(open(sys.argv[2])), "model_bytes": os.path.getsize(sys.argv[3])},
           open(sys.argv[1], "w"), indent=2)
 PY
+}
+
+bench() {
+  local out=${1:?out dir}
+  mkdir -p "$out"
+  [[ -f $WORK/prepared ]] || prepare
+  local rounds=${ROUNDS:-5} requests=4
+  [[ ${QUICK:-0} == 1 ]] && rounds=1 requests=2
+  machine_json "$out/machine.json"
   log "llama-bench: flash attention off/on"
   "$WORK/artifact/bin/llama-bench" -m "$MODEL" -ngl 99 -fa 0,1 -p 512 -n 128 -b 512 -ub 256 \
     -r "$rounds" -o json >"$out/llama_bench.json" 2>"$WORK/llama_bench.err"
@@ -198,23 +204,9 @@ PY
     --clients 1,2,4,8 --requests "$requests" --max-tokens 128 --rounds "$rounds" \
     --voice-turns 0 --followup --followup-rounds "$rounds" \
     --followup-nocache-url http://127.0.0.1:8001 --json "$out/bench_fa_on.json"
+  server_memory "$WORK/server_fa_on.log" >"$out/server_memory.txt"
+  server_timings "$WORK/server_fa_on.log" >"$out/server_timings.txt"
   stop_llama
-
-  log "KV layout: one shared pool (the role with llamacpp_kv_unified=true), same client"
-  LLAMA_ARGS=$ARGS_KVU_JSON start_llama "$WORK/server_kv_unified.log"
-  python3 -m app.cli bench --url http://127.0.0.1:8000 --llm-url http://127.0.0.1:8080 \
-    --clients 1,8 --requests "$requests" --max-tokens 128 --rounds "$rounds" \
-    --voice-turns 0 --followup --followup-rounds "$rounds" --json "$out/bench_kv_unified.json"
-  stop_llama
-  # at most 8 files come back from a lent machine: both layouts share these two
-  for layout in fa_on kv_unified; do
-    echo "## server_$layout.log"
-    server_memory "$WORK/server_$layout.log"
-  done >"$out/server_memory.txt"
-  for layout in fa_on kv_unified; do
-    echo "## server_$layout.log"
-    server_timings "$WORK/server_$layout.log"
-  done >"$out/server_timings.txt"
 
   log "flash attention off (the same arguments otherwise)"
   start_llama "$WORK/server_fa_off.log" --flash-attn=off
@@ -242,6 +234,29 @@ PY
   log "bench done"
 }
 
+kv_compare() {  # per-slot KV (the role) vs one unified pool: clients 1 and 8, follow-up turns
+  local out=${1:?out dir} rounds=${ROUNDS:-3}
+  mkdir -p "$out"
+  [[ -f $WORK/prepared ]] || prepare
+  machine_json "$out/machine.json"
+  : >"$WORK/service.pids"
+  : >"$out/server_memory.txt"
+  : >"$out/server_timings.txt"
+  trap 'stop_llama; xargs -r kill <"$WORK/service.pids" 2>/dev/null || true' EXIT
+  start_llama "$WORK/server_per_slot.log"
+  start_service 8000 "$WORK/service.log"
+  for layout in per_slot unified; do
+    [[ $layout == per_slot ]] || LLAMA_ARGS=$ARGS_KVU_JSON start_llama "$WORK/server_$layout.log"
+    log "KV layout: $layout"
+    python3 -m app.cli bench --url http://127.0.0.1:8000 --llm-url http://127.0.0.1:8080 \
+      --clients 1,8 --requests 4 --max-tokens 128 --rounds "$rounds" --voice-turns 0 \
+      --followup --followup-rounds "$rounds" --json "$out/$layout.json"
+    stop_llama
+    { echo "## server_$layout.log"; server_memory "$WORK/server_$layout.log"; } >>"$out/server_memory.txt"
+    { echo "## server_$layout.log"; server_timings "$WORK/server_$layout.log"; } >>"$out/server_timings.txt"
+  done
+}
+
 case ${1:-} in
   start)
     rm -f "$WORK/prepared" "$WORK/failed"
@@ -252,5 +267,6 @@ case ${1:-} in
   wait) wait_prepared "${2:-600}" ;;
   bench) bench "${2:?out dir}" ;;
   followup) followup_probe "${2:?out dir}" ;;
+  kv) kv_compare "${2:?out dir}" ;;
   *) sed -n '2,20p' "$0"; exit 2 ;;
 esac

@@ -20,7 +20,8 @@ from importlib.metadata import version
 for name in ["fastapi", "starlette", "pydantic", "pydantic_core", "pydantic-settings",
              "python-dotenv", "uvicorn", "python-multipart", "annotated-types",
              "typing-inspection", "typing_extensions", "opentelemetry-api", "annotated-doc",
-             "anyio", "h11", "httpx", "httpcore", "prometheus_client", "websockets"]:
+             "anyio", "h11", "httpx", "httpcore", "prometheus_client", "websockets",
+             "wyoming"]:
     print(f"{name}=={version(name)}")
 PY
 )
