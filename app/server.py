@@ -185,10 +185,6 @@ def _serve(args: argparse.Namespace) -> int:
         )
         Settings.model_validate(settings.model_dump())  # re-check exposure rules
     logging.basicConfig(level=settings.server.log_level.upper())
-    if logging.getLogger().level > logging.DEBUG:
-        # httpx logs every request at INFO: a journal line per LLM request and per health
-        # poll, and ~4% of the service's CPU per streamed request (py-spy, 8-client burst)
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(
         create_app(settings),
         host=host,

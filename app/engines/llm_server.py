@@ -6,10 +6,12 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
-
+from app.engines import http1
 from app.engines.base import BackendUnavailableError, ChatParams, ContextOverflowError, LLMChunk
+from app.engines.http1 import Endpoint
 from app.settings import LLMSettings
+
+_ERROR_BODY_LIMIT = 64 * 1024
 
 
 def _error_from_body(body: Any, status: int) -> Exception:
@@ -29,29 +31,30 @@ class LlamaServerLLM:
         self.model_name = settings.model_name
         self.ctx_per_slot = settings.ctx_per_slot
         self.cache_prompt = settings.cache_prompt
-        headers = {}
+        self._endpoint = Endpoint.parse(settings.server_url)
+        self._timeout = settings.request_timeout_s
+        self._headers = {"Content-Type": "application/json"}
         if settings.server_api_key is not None:
-            headers["Authorization"] = f"Bearer {settings.server_api_key.get_secret_value()}"
-        self._client = httpx.AsyncClient(
-            base_url=settings.server_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(settings.request_timeout_s, connect=5.0),
-            # one connection per slot plus headroom for health checks
-            limits=httpx.Limits(max_connections=settings.parallel * 2 + 4),
-        )
+            key = settings.server_api_key.get_secret_value()
+            self._headers["Authorization"] = f"Bearer {key}"
 
     async def start(self) -> None:
         """Nothing to load here: llama-server loads the model; readiness is polled."""
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """Nothing held: each request has its own connection (llama-server closes a
+        connection after every streamed answer)."""
 
     async def ready(self) -> bool:
         try:
-            response = await self._client.get("/health", timeout=2.0)
-        except httpx.HTTPError:
+            async with http1.request(
+                self._endpoint, "GET", "/health", self._headers,
+                connect_timeout=2.0, read_timeout=2.0,
+            ) as resp:  # fmt: skip
+                await resp.body(limit=4096)
+                return resp.status == 200
+        except (http1.UpstreamError, TimeoutError):
             return False
-        return response.status_code == 200
 
     async def stream(
         self, messages: list[dict[str, str]], params: ChatParams
@@ -76,22 +79,31 @@ class LlamaServerLLM:
         finish_reason: str | None = None
         completion_tokens = 0
         prompt_tokens = 0
+        body = json.dumps(payload, separators=(",", ":")).encode()
         try:
-            async with self._client.stream("POST", "/v1/chat/completions", json=payload) as resp:
-                if resp.status_code != 200:
-                    body = await resp.aread()
+            async with http1.request(
+                self._endpoint, "POST", "/v1/chat/completions", self._headers, body,
+                connect_timeout=5.0, read_timeout=self._timeout,
+            ) as resp:  # fmt: skip
+                if resp.status != 200:
+                    raw = await resp.body(limit=_ERROR_BODY_LIMIT)
                     try:
-                        parsed = json.loads(body)
+                        parsed = json.loads(raw)
                     except ValueError:
-                        parsed = body.decode(errors="replace")
-                    raise _error_from_body(parsed, resp.status_code)
-                async for line in resp.aiter_lines():
+                        parsed = raw.decode(errors="replace")
+                    raise _error_from_body(parsed, resp.status)
+                async for line in resp.lines():
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
                         break
-                    event = json.loads(data)
+                    try:
+                        event = json.loads(data)
+                    except ValueError as exc:
+                        raise BackendUnavailableError(
+                            f"llama-server sent an unreadable event: {data[:120]!r}"
+                        ) from exc
                     if "error" in event:
                         raise _error_from_body(event, 500)
                     usage = event.get("usage")
@@ -104,10 +116,12 @@ class LlamaServerLLM:
                             finish_reason = choice["finish_reason"]
                         if text:
                             yield LLMChunk(text=text)
-        except httpx.TimeoutException as exc:
-            raise BackendUnavailableError(f"llama-server timed out: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise BackendUnavailableError(f"llama-server unreachable: {exc!r}") from exc
+        except TimeoutError as exc:
+            raise BackendUnavailableError(
+                f"llama-server timed out (no data for {self._timeout:g} s)"
+            ) from exc
+        except http1.UpstreamError as exc:
+            raise BackendUnavailableError(f"llama-server unreachable: {exc}") from exc
         yield LLMChunk(
             finish_reason=finish_reason or "stop",
             prompt_tokens=prompt_tokens,

@@ -65,8 +65,11 @@ class _Server(uvicorn.Server):
         pass
 
 
-def run_service(settings: Settings, engines: Engines | None) -> Iterator[Service]:
-    """Serve on a free loopback port; engines=None loads them as `voicefleet serve` does."""
+def run_service(
+    settings: Settings, engines: Engines | None, ready: bool = True
+) -> Iterator[Service]:
+    """Serve on a free loopback port; engines=None loads them as `voicefleet serve` does.
+    ready=False waits for /healthz only (a service whose backend is down never gets ready)."""
     port = free_port()
     app = create_app(settings, engines=engines)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
@@ -75,7 +78,7 @@ def run_service(settings: Settings, engines: Engines | None) -> Iterator[Service
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/readyz", timeout=60)
+        wait_http(f"{url}/{'readyz' if ready else 'healthz'}", timeout=60)
         yield Service(url, settings, {"Authorization": f"Bearer {API_KEY}"}, app.state.vf)
     finally:
         server.should_exit = True

@@ -1,6 +1,6 @@
 """`voicefleet serve` as a process, configured from the environment as a unit's EnvironmentFile
-and the GPU bench configure it, in front of the real llama-server: it serves, its log has the
-access lines an operator reads, and not one httpx line per upstream request or health poll."""
+and the GPU bench configure it, in front of the real llama-server: it loads, serves, and its
+log has what an operator reads (engines loaded, access lines)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "serve-process-key-0123456789"
 
 
-def test_serve_process_serves_and_keeps_its_log_readable(
-    llama_server: LlamaServer, tmp_path: Path
-) -> None:
+def test_serve_process_serves_and_logs(llama_server: LlamaServer, tmp_path: Path) -> None:
     port = free_port()
     env = {
         **os.environ,
@@ -56,6 +54,3 @@ def test_serve_process_serves_and_keeps_its_log_readable(
     text = log.read_text()
     assert "engines loaded (llm backend: server)" in text
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in text
-    # the readiness checks and the chat request went to llama-server through httpx: at INFO
-    # each would have logged an "HTTP Request: …" line
-    assert "HTTP Request:" not in text
