@@ -122,6 +122,8 @@ async def _bursts(up: str, svc: str, pid: int, bursts: int) -> dict[str, Any]:
                 if name == "service":
                     cpu += _cpu_ms(pid) - before
                 arrived = sorted((await c.get(f"{up}/arrivals")).json())
+                if len(arrived) != 8:
+                    raise SystemExit(f"{name}: {len(arrived)} of 8 requests reached the upstream")
                 last[name].append((arrived[-1] - t0) * 1000)
                 spread[name].append((arrived[-1] - arrived[0]) * 1000)
     p50 = {k: round(statistics.median(v), 2) for k, v in last.items()}
