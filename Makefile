@@ -16,8 +16,8 @@ demo: setup
 test: setup lint pytest molecule
 
 lint:
-	ruff check app tests bench
-	ruff format --check app tests bench
+	ruff check app tests bench scripts
+	ruff format --check app tests bench scripts
 	mypy
 	yamllint -s .
 	ansible-lint --offline

@@ -9,24 +9,37 @@
 # Cached and keyed: deps-<key>/ by a hash of the pins (pyproject dependencies + target platform),
 # app-<key>/ by a hash of the package sources. A second run builds nothing. Prints one JSON
 # line: {"key", "version", "app_dir", "deps_dir", "wheel", "changed"}; `key` names the unit's venv.
-# Target: the controller's own platform by default (the simulated units: Debian 12 x86_64,
-# CPython 3.11, like the controller). For other units set UNIT_PLATFORM (e.g.
-# manylinux2014_aarch64) and UNIT_PYTHON_VERSION (e.g. 3.10 on JetPack 6): dependencies then
-# come as binary wheels only (`pip download --only-binary`).
+# Target: UNIT_TARGET="PYTHON MACHINE GLIBC" as the unit's interpreter reports it (the role's
+# preflight probes it), e.g. "3.11 aarch64 2.35" for a JetPack 6 unit; empty: the controller's
+# own. When the controller's pip can build for the unit (same CPython and machine, a unit glibc
+# no older: the simulated Debian 12 units) the dependencies are `pip wheel`ed here, so an
+# sdist-only one is built once on the controller. Otherwise they come as binary wheels only
+# (`pip download --only-binary`) for every manylinux tag the unit's glibc can load
+# (scripts/wheel_target.py); a pin without such a wheel fails here, before any unit changes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 vf_home=${VOICEFLEET_HOME:-$HOME/.cache/voicefleet}
 out=${1:-$vf_home/wheelhouse}
 python=${PYTHON:-$root/.venv/bin/python}
-platform=${UNIT_PLATFORM:-}
-pyver=${UNIT_PYTHON_VERSION:-}
+unit_target=${UNIT_TARGET:-}
 mkdir -p "$out"
 exec 9>"$out/.lock"
 flock 9
 
 target=$("$python" -c 'import sys, sysconfig; print(sysconfig.get_platform(), sys.implementation.cache_tag)')
-[[ -n $platform ]] && target="$platform cp${pyver//./}"
+download_args=()
+if [[ -n $unit_target ]]; then
+  read -r -a unit <<<"$unit_target"
+  [[ ${#unit[@]} -eq 3 ]] || { echo "UNIT_TARGET: expected 'PYTHON MACHINE GLIBC', got '$unit_target'" >&2; exit 2; }
+  rc=0; "$python" scripts/wheel_target.py same "${unit[@]}" || rc=$?
+  if [[ $rc -eq 1 ]]; then
+    mapfile -t download_args < <("$python" scripts/wheel_target.py args "${unit[@]}")
+    target="${unit[*]} binary-only"
+  elif [[ $rc -ne 0 ]]; then
+    exit 2
+  fi
+fi
 version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 requirements=$("$python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
 deps_key=$(printf '%s\n%s\npip-wheelhouse-v1\n' "$requirements" "$target" | sha256sum | cut -c1-16)
@@ -43,9 +56,11 @@ if [[ ! -f $deps_dir/.complete ]]; then
   changed=true
   rm -rf "$deps_dir.tmp" && mkdir -p "$deps_dir.tmp"
   printf '%s\n' "$requirements" >"$deps_dir.tmp/requirements.txt"
-  if [[ -n $platform ]]; then
-    "$python" -m pip download -q --only-binary=:all: --platform "$platform" \
-      --python-version "$pyver" -r "$deps_dir.tmp/requirements.txt" -d "$deps_dir.tmp" pip
+  if [[ ${#download_args[@]} -gt 0 ]]; then
+    "$python" -m pip download -q "${download_args[@]}" \
+      -r "$deps_dir.tmp/requirements.txt" -d "$deps_dir.tmp" pip \
+      || { echo "build_wheelhouse: a pin has no binary wheel for CPython ${unit[0]} on" \
+             "${unit[1]} with glibc ${unit[2]} (pip's error above)" >&2; exit 1; }
   else
     # pip wheel: binary wheels as published; anything only published as an sdist is built here,
     # once, on the controller.

@@ -347,12 +347,31 @@ def test_corrupt_model_fails_the_unit_before_anything_is_replaced(
     unit = run.unit(NANO)
     assert unit["status"] == "failed"
     why = " ".join(unit["reasons"])
-    assert "sha256" in why and corrupt_source["sha256"][:12] in why, why
+    # the whole reason reaches the report: both full sha256s (it was once cut at 300 chars)
+    assert f"expected {corrupt_source['sha256']}, actual " in why, why
+    assert re.search(r"actual [0-9a-f]{64}", why), why
     # nothing was replaced: the same model bundle, the same release, and it serves
     llm_link = on_unit(NANO, "readlink /opt/voicefleet/models/current/llm").strip()
     assert llm_link.endswith(corrupt_source["old"])
     assert on_unit(NANO, f"ls /opt/voicefleet/models | grep -c {corrupt_source['sha256']} || true"
                    ).strip() == "0"  # fmt: skip
+    assert release(NANO)["current"] == before["current"]
+    serves(NANO)
+
+
+def test_a_unit_without_a_usable_python_fails_preflight_and_keeps_serving(first: Run) -> None:
+    """A unit whose voice_service_python does not exist (a JetPack 6 unit before python3.11 is
+    installed) is refused by the preflight with what to do, before anything changes."""
+    before = release(NANO)
+    host_vars(NANO, {"voice_service_python": "/usr/bin/python3.10"})
+    try:
+        run = site(f"fleet-{int(time.time())}-python", "--limit", NANO)
+    finally:
+        host_vars(NANO, None)
+    assert run.rc != 0
+    assert "/usr/bin/python3.10 on this unit did not run" in run.out, run.out[-3000:]
+    assert "needs CPython 3.11 or newer" in run.out
+    assert "TASK [Mark the unit as started" not in run.out  # the rollout never began
     assert release(NANO)["current"] == before["current"]
     serves(NANO)
 

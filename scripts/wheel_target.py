@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""The pip target of a unit's wheelhouse, from what the unit's own Python reports.
+
+A unit is described by three facts its interpreter prints (roles/voice_service preflight):
+its CPython version (``3.11``), its machine (``aarch64``) and its C library (glibc ``2.35``
+on JetPack 6 / Ubuntu 22.04). Binary wheels on PyPI are tagged with the oldest glibc they
+need (``manylinux_2_28_aarch64``; the legacy ``manylinux2014`` is glibc 2.17), and pip given
+``--platform`` accepts exactly the tags it is given, not older ones. So one
+``--platform manylinux2014_aarch64`` (what the example inventory used to say) silently drops
+every package whose aarch64 wheels are ``manylinux_2_28`` (numpy 2.3+, av): the wheelhouse
+fails to resolve. This lists every tag the unit's glibc can load, newest first.
+
+    wheel_target.py same PY MACHINE GLIBC   exit 0 if the controller's own pip can build for it
+    wheel_target.py args PY MACHINE GLIBC   pip download arguments, one per line
+
+Used by scripts/build_wheelhouse.sh; tested in tests/roles/voice_service/test_wheel_target.py.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+
+MIN_PYTHON = (3, 11)  # pyproject.toml requires-python; fastapi and asyncio.timeout need it
+# Legacy manylinux names and the glibc they stand for (PEP 600).
+_LEGACY = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+_LEGACY_MACHINES = {"x86_64", "i686"}  # manylinux1/2010 exist for these only
+
+
+def parse_version(text: str, what: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)\.(\d+)(?:\.\d+)?", text.strip())
+    if not match:
+        raise ValueError(f"{what}: expected MAJOR.MINOR, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def platform_tags(machine: str, glibc: str) -> list[str]:
+    """Every manylinux tag a unit with this machine and glibc can install, newest first."""
+    if not re.fullmatch(r"[a-z0-9_]+", machine):
+        raise ValueError(f"machine: unexpected {machine!r}")
+    major, minor = parse_version(glibc, "glibc")
+    if major != 2 or minor < 17:
+        raise ValueError(f"glibc {glibc}: manylinux wheels need glibc 2.17 or newer")
+    tags: list[str] = []
+    for m in range(minor, 4, -1):
+        tags.append(f"manylinux_2_{m}_{machine}")
+        legacy = _LEGACY.get((2, m))
+        if legacy and (legacy == "manylinux2014" or machine in _LEGACY_MACHINES):
+            tags.append(f"{legacy}_{machine}")
+    return tags
+
+
+def check_python(version: str) -> str:
+    major, minor = parse_version(version, "python")
+    if (major, minor) < MIN_PYTHON:
+        need = ".".join(map(str, MIN_PYTHON))
+        raise ValueError(f"python {version}: the service needs CPython {need} or newer")
+    return f"{major}.{minor}"
+
+
+def is_controllers_own(python: str, machine: str, glibc: str) -> bool:
+    """True when wheels pip picks for this controller also load on the unit: same CPython
+    minor version and machine, and a unit glibc no older than the controller's."""
+    own_glibc = platform.libc_ver()[1]
+    return (
+        parse_version(python, "python") == sys.version_info[:2]
+        and machine == platform.machine()
+        and bool(own_glibc)
+        and parse_version(glibc, "glibc") >= parse_version(own_glibc, "glibc")
+    )
+
+
+def pip_args(python: str, machine: str, glibc: str) -> list[str]:
+    args = [
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        check_python(python),
+    ]
+    for tag in platform_tags(machine, glibc):
+        args += ["--platform", tag]
+    return args
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 5 or argv[1] not in {"same", "args"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    _, mode, python, machine, glibc = argv
+    try:
+        if mode == "same":
+            check_python(python)
+            platform_tags(machine, glibc)
+            return 0 if is_controllers_own(python, machine, glibc) else 1
+        print("\n".join(pip_args(python, machine, glibc)))
+    except ValueError as err:
+        print(f"wheel_target: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
