@@ -64,13 +64,19 @@ if [[ $arch != "$(uname -m)" ]]; then
   exit 1
 fi
 
+jobs=${JOBS:-$(nproc)}
+build_root=${BUILD_ROOT:-$out.build}
+# One build per build directory at a time (two `make setup`s, a test and a setup): the second
+# waits, then finds the artifact the first one made.
+mkdir -p "$(dirname "$build_root")"
+exec 8>"$build_root.lock"
+flock -n 8 || { echo "waiting for another build in $build_root"; flock 8; }
+
 if [[ -f "$out/manifest.json" ]] && grep -q "\"build_key\": \"$key\"" "$out/manifest.json"; then
   echo "llama-server build $key already present in $out"
   exit 0
 fi
 
-jobs=${JOBS:-$(nproc)}
-build_root=${BUILD_ROOT:-$out.build}
 log="$build_root/build.log"
 tree="$build_root/$sdist_name/vendor/llama.cpp"
 # Resumable: an interrupted build of the same key (a timeout, a lost connection, a killed

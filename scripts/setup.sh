@@ -11,6 +11,10 @@ source scripts/pins.env
 vf_home=${VOICEFLEET_HOME:-$HOME/.cache/voicefleet}
 mkdir -p "$vf_home"/{src,wheels,llama.cpp}
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+# One set-up at a time per cache: a second (another checkout, CI beside a developer) waits,
+# then finds everything done instead of building the same wheel and llama-server alongside.
+exec 9>"$vf_home/.setup.lock"
+flock -n 9 || { log "waiting for another set-up using $vf_home"; flock 9; }
 
 # --- apt ---------------------------------------------------------------------------------
 apt_packages=(python3-venv build-essential cmake git curl ca-certificates

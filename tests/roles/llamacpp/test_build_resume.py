@@ -6,10 +6,12 @@ build directory, artifact and manifest) is what is tested, not llama.cpp's compi
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,34 @@ def test_interrupted_build_resumes_and_other_flags_start_fresh(tmp_path: Path) -
     other = build(sdist, out, "-DFAKE_FLAG=1")
     assert other.returncode == 1 and "resuming" not in other.stdout
     assert json.loads((out / "manifest.json").read_text())["build_key"] == manifest["build_key"]
+
+
+@pytest.mark.skipif(
+    subprocess.run(["which", "cmake", "cc"], capture_output=True).returncode != 0,
+    reason="cmake and a C compiler are installed by scripts/setup.sh",
+)
+def test_a_second_build_waits_for_the_first_and_reuses_its_artifact(tmp_path: Path) -> None:
+    """Two set-ups at once used to build into the same directory together; now a build waits
+    while another holds the build directory's lock, then checks again for the artifact."""
+    sdist = make_sdist(tmp_path / f"{NAME}.tar.gz", "int main(void) { return 0; }\n")
+    out = tmp_path / "artifact"
+    assert build(sdist, out).returncode == 0
+    lock = (tmp_path / "b.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another build is running (e.g. replacing the artifact)
+    waiting = subprocess.Popen(
+        ["bash", str(SCRIPT), str(sdist), str(out)],
+        env={"PATH": "/usr/bin:/bin", "JOBS": "1", "BUILD_ROOT": str(tmp_path / "b")},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert waiting.stdout is not None
+        assert waiting.stdout.readline().startswith("waiting for another build")
+        time.sleep(0.5)
+        assert waiting.poll() is None  # still waiting
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    rest, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert "already present" in rest  # checked after the wait: nothing built twice
+    assert (tmp_path / "b" / "build.log").read_text().count("server.c.o") == 1
