@@ -81,17 +81,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(url: str) -> None:
-    for _ in range(300):
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
-
-
 def _cpu_ms(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
@@ -151,15 +140,17 @@ def main() -> int:
     env = {**os.environ, "VOICEFLEET_SERVER__API_KEY": KEY, "VOICEFLEET_STT__ENABLED": "false",
            "VOICEFLEET_TTS__ENABLED": "false", "VOICEFLEET_LLM__BACKEND": "server",
            "VOICEFLEET_LLM__SERVER_URL": up_url, "VOICEFLEET_LLM__MODEL_NAME": "llm"}  # fmt: skip
+    sys.path.insert(0, str(ROOT))
+    from app.bench.waiting import wait_http
+
     procs = [subprocess.Popen([sys.executable, __file__, "--upstream", str(up_port)])]
     try:
-        _wait(f"{up_url}/health")
+        wait_http(f"{up_url}/health", timeout=30, proc=procs[0])
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(svc_port)], cwd=ROOT,
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ))  # fmt: skip
-        _wait(f"{svc_url}/readyz")
-        sys.path.insert(0, str(ROOT))
+        wait_http(f"{svc_url}/readyz", timeout=30, proc=procs[1])
         figures = asyncio.run(_bursts(up_url, svc_url, procs[1].pid, a.bursts))
     finally:
         for p in procs:

@@ -12,11 +12,12 @@ import httpx
 import pytest
 import uvicorn
 
+from app.bench.waiting import wait_http
 from app.engines.base import LLMEngine
 from app.server import create_app
 from app.settings import Settings
 from app.state import Engines, ServiceState
-from tests.conftest import API_KEY, LlamaServer, ModelPaths, free_port, wait_http
+from tests.conftest import API_KEY, LlamaServer, ModelPaths, free_port
 
 LLM_NAME = "smollm2-135m-instruct"
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 
+from app.bench.waiting import wait_http
 from tests.app.conftest import LLM_NAME
-from tests.conftest import LlamaServer, free_port, stop_process, wait_http
+from tests.conftest import LlamaServer, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "serve-process-key-0123456789"
