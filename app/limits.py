@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextvars
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 from app.errors import APIError
+
+T = TypeVar("T")
 
 
 class EngineGate:
@@ -34,7 +39,11 @@ class EngineGate:
         )
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self) -> AsyncIterator[Slot]:
+        """One place at the engine. Blocking engine work goes through `Slot.run` (a worker
+        thread): a caller cancelled mid-call (barge-in, a client gone) returns at once, but the
+        thread cannot be stopped, so the place stays taken until that thread ends; releasing it
+        earlier let the next caller start beside it, over the engine's concurrency."""
         if self._sem.locked() and self.waiting >= self.max_queue:
             raise self._overloaded(f"{self.active} running, {self.waiting} queued")
         self.waiting += 1
@@ -45,8 +54,42 @@ class EngineGate:
         finally:
             self.waiting -= 1
         self.active += 1
+        held = Slot(self._release)
         try:
-            yield
+            yield held
         finally:
-            self.active -= 1
-            self._sem.release()
+            held.close()
+
+    def _release(self) -> None:
+        self.active -= 1
+        self._sem.release()
+
+
+class Slot:
+    """A held place at an engine (EngineGate.slot); released once, when its work is over."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release = release
+        self._thread: asyncio.Future[Any] | None = None
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` in a worker thread (like asyncio.to_thread)."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        thread: asyncio.Future[T] = loop.run_in_executor(None, call)
+        self._thread = thread
+        result = await asyncio.shield(thread)  # a cancel leaves the thread's future running
+        self._thread = None
+        return result
+
+    def close(self) -> None:
+        thread = self._thread
+        if thread is None or thread.done():
+            self._release()
+            return
+        thread.add_done_callback(self._release_after)
+
+    def _release_after(self, thread: asyncio.Future[Any]) -> None:
+        if not thread.cancelled():
+            thread.exception()  # retrieved: nobody awaits a cancelled caller's thread
+        self._release()

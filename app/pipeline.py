@@ -74,9 +74,9 @@ async def transcribe(
 ) -> tuple[Transcript, float]:
     """Transcribe; returns the transcript and the seconds spent (queueing excluded)."""
     stt = state.require_stt()
-    async with state.stt_gate.slot():
+    async with state.stt_gate.slot() as slot:
         start = time.perf_counter()
-        result = await asyncio.to_thread(
+        result = await slot.run(
             stt.transcribe, audio, language=language, prompt=prompt, temperature=temperature
         )
         elapsed = time.perf_counter() - start
@@ -164,9 +164,9 @@ async def complete(
 async def synthesize(state: ServiceState, text: str, speed: float = 1.0) -> tuple[PCM16, float]:
     """Synthesize a whole text; returns int16 PCM and the seconds spent."""
     tts = state.require_tts()
-    async with state.tts_gate.slot():
+    async with state.tts_gate.slot() as slot:
         start = time.perf_counter()
-        chunks = await asyncio.to_thread(lambda: list(tts.synthesize(text, speed=speed)))
+        chunks = await slot.run(_synthesize_all, tts, text, speed)
         elapsed = time.perf_counter() - start
     state.metrics.stage_seconds.labels("tts").observe(elapsed)
     pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
@@ -179,15 +179,15 @@ async def synthesize_stream(
     """Synthesize text pieces (sentences) one after the other inside one TTS gate slot,
     yielding each piece's int16 PCM as soon as it is ready: the first audio waits for the first
     sentence only (piper phonemizes a whole text before it speaks any of it). Closing the
-    generator early (a client gone) frees the gate at once; the piece being synthesised in its
-    worker thread is not interrupted."""
+    generator early (a client gone) returns at once; the piece being synthesised in its worker
+    thread is not interrupted, and the gate's place is freed when it ends (EngineGate.slot)."""
     tts = state.require_tts()
     metrics = state.metrics
-    async with state.tts_gate.slot():
+    async with state.tts_gate.slot() as slot:
         start = time.perf_counter()
         first = True
         for piece in pieces:
-            chunks = await asyncio.to_thread(_synthesize_all, tts, piece, speed)
+            chunks = await slot.run(_synthesize_all, tts, piece, speed)
             for pcm in chunks:
                 if first:
                     first = False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -107,11 +106,11 @@ async def speech(state: State, body: SpeechRequest) -> Response:
 async def _pcm_stream(state: State, text: str, speed: float) -> AsyncIterator[bytes]:
     """Raw 16-bit PCM streamed sentence by sentence as it is synthesised."""
     tts = state.require_tts()
-    async with state.tts_gate.slot():
+    async with state.tts_gate.slot() as slot:
         chunks = iter(tts.synthesize(text, speed=speed))
         sentinel = None
         while True:
-            chunk = await asyncio.to_thread(next, chunks, sentinel)
+            chunk = await slot.run(next, chunks, sentinel)
             if chunk is None:
                 break
             yield chunk.astype("<i2").tobytes()

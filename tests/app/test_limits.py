@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -44,3 +45,65 @@ async def test_gate_times_out_waiting() -> None:
     assert err.value.code == "engine_overloaded"
     async with gate.slot():  # free again
         assert gate.active == 1
+
+
+async def test_a_cancelled_caller_keeps_its_place_until_its_thread_ends() -> None:
+    """A barge-in or a client gone cancels the caller, not the engine's worker thread: the
+    place stays taken until the thread ends, so the next caller does not run beside it."""
+    gate = EngineGate("stt", concurrency=1, max_queue=4, timeout_s=5)
+    started, finish = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def work(name: str) -> str:
+        started.set()
+        if name == "first":
+            finish.wait(10)
+        ran.append(name)
+        return name
+
+    async def call(name: str) -> str:
+        async with gate.slot() as slot:
+            return await slot.run(work, name)
+
+    first = asyncio.create_task(call("first"))
+    assert await asyncio.to_thread(started.wait, 5)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert gate.active == 1  # the caller is gone; its thread still runs
+    second = asyncio.create_task(call("second"))
+    await asyncio.sleep(0.3)
+    assert not second.done() and gate.waiting == 1 and ran == []
+    finish.set()
+    assert await asyncio.wait_for(second, 5) == "second"
+    assert ran == ["first", "second"]  # one after the other, never side by side
+    assert gate.active == 0 and gate.waiting == 0
+
+
+async def test_a_failing_thread_of_a_cancelled_caller_still_frees_its_place() -> None:
+    gate = EngineGate("tts", concurrency=1, max_queue=4, timeout_s=5)
+    started, finish = threading.Event(), threading.Event()
+
+    def broken() -> None:
+        started.set()
+        finish.wait(10)
+        raise RuntimeError("engine failed after its caller left")
+
+    async def call() -> None:
+        async with gate.slot() as slot:
+            await slot.run(broken)
+
+    task = asyncio.create_task(call())
+    assert await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    finish.set()
+    async with asyncio.timeout(5), gate.slot() as slot:  # freed once the thread ended
+        assert await slot.run(lambda: 42) == 42
+    # and a caller still there gets the engine's error as raised
+    with pytest.raises(RuntimeError, match="engine failed"):
+        async with gate.slot() as slot:
+            finish.set()
+            await slot.run(broken)
+    assert gate.active == 0
