@@ -119,8 +119,10 @@ class RealtimeSettings(_Section):
     max_session_s: float = Field(1800.0, gt=0)
     # no message from the client for this long closes the session (4001)
     idle_timeout_s: float = Field(60.0, gt=0)
-    # outgoing bytes a client may fall behind by before it is closed as a slow reader (4002)
-    max_send_buffer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    # outgoing bytes a client may fall behind by before it is closed as a slow reader (4002).
+    # A sentence's audio is queued at once (up to 160 characters: ~10 s, ~0.5 MB at 22 kHz),
+    # so less than 1 MiB would cut off clients that read as fast as they can.
+    max_send_buffer_bytes: int = Field(4 * 1024 * 1024, ge=1024 * 1024)
     default_sample_rate: int = Field(16000, ge=8000, le=48000)
     # Silero speech probability: >= threshold is speech, < neg_threshold is silence
     vad_threshold: float = Field(0.5, gt=0, lt=1)

@@ -4,14 +4,16 @@ service, idle timeout; each gets a clear answer and the service keeps serving th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.bench.rt_client import RealtimeClient
 from tests.app.conftest import API_KEY, Service, make_settings, run_service, server_engines
@@ -164,3 +166,69 @@ async def test_disconnect_mid_reply_frees_the_session(small_service: Service) ->
     # both places are free again: the reply stopped with the client
     pair = await _open_when_free(small_service, 2)
     await asyncio.gather(*(p.close() for p in pair))
+
+
+@pytest.fixture(scope="module")
+def tight_service(
+    model_paths: ModelPaths, stt_tts: tuple[Any, Any], llama_server: LlamaServer
+) -> Iterator[Service]:
+    """The smallest send buffer a session may fall behind by (1 MiB)."""
+    settings = make_settings(
+        model_paths, "server", llama_server, realtime={"max_send_buffer_bytes": 1024 * 1024}
+    )
+    yield from run_service(settings, server_engines(stt_tts, settings))
+
+
+def _metric(svc: Service, name: str, **labels: str) -> float:
+    return svc.state.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_client_that_stops_reading_is_cut_off_and_the_service_serves_on(
+    tight_service: Service,
+) -> None:
+    """End to end over a real socket: a client asks for long spoken replies and never reads
+    them. Its receive window is tiny and its library reads one message ahead, so loopback
+    buffers cannot absorb the replies; the session falls 1 MiB behind and is closed as a slow
+    reader (4002) while the client keeps talking, instead of buffering without end."""
+    closed = "voicefleet_realtime_sessions_closed_total"
+    turns = "voicefleet_realtime_turns_total"
+    before = _metric(tight_service, closed, reason="slow_reader")
+    host, port = tight_service.url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
+    sock.connect((host, int(port)))
+    async with connect(
+        _ws(tight_service), sock=sock, additional_headers={"Authorization": f"Bearer {API_KEY}"},
+        max_queue=1, compression=None, open_timeout=10, close_timeout=1,
+    ) as ws:  # fmt: skip
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        await ws.send(json.dumps({"type": "session.update", "max_tokens": 256}))
+        text = "Tell me a long story about a bicycle trip across the mountains."
+        deadline = time.monotonic() + 240
+        # one reply's audio is ~1 MB here: ask again whenever the last one is done (a new
+        # turn while one runs would cancel it and drop its queued audio), never reading
+        while _metric(tight_service, closed, reason="slow_reader") == before:
+            assert time.monotonic() < deadline, "a reader 1 MiB behind was never cut off"
+            done = _metric(tight_service, turns, outcome="done")
+            with contextlib.suppress(ConnectionClosed):  # once cut off, sends may fail
+                await ws.send(json.dumps({"type": "input_text", "text": text}))
+            while (
+                _metric(tight_service, turns, outcome="done") == done
+                and _metric(tight_service, closed, reason="slow_reader") == before
+            ):
+                assert time.monotonic() < deadline, "a reader 1 MiB behind was never cut off"
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(json.dumps({"type": "ping"}))  # talking: not idle
+                await asyncio.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while tight_service.state.metrics.registry.get_sample_value("voicefleet_realtime_sessions"):
+        assert time.monotonic() < deadline, "the slow reader's session was never released"
+        await asyncio.sleep(0.1)
+    # the service goes on: a reading client gets its spoken reply
+    rt = await RealtimeClient.open(tight_service.url, API_KEY, max_tokens=16)
+    try:
+        await rt.send_event({"type": "input_text", "text": "Say hello."})
+        await rt.wait_for("response.done", timeout_s=60)
+        assert sum(len(a) for a in rt.audio.values()) > 0
+    finally:
+        await rt.close()
