@@ -369,7 +369,7 @@ def test_a_unit_without_a_usable_python_fails_preflight_and_keeps_serving(first:
     finally:
         host_vars(NANO, None)
     assert run.rc != 0
-    assert "/usr/bin/python3.10 on this unit did not run" in run.out, run.out[-3000:]
+    assert "/usr/bin/python3.10 on this unit is missing." in run.out, run.out[-3000:]
     assert "needs CPython 3.11 or newer" in run.out
     assert "TASK [Mark the unit as started" not in run.out  # the rollout never began
     assert release(NANO)["current"] == before["current"]
