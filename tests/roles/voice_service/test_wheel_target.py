@@ -130,3 +130,10 @@ def test_build_wheelhouse_refuses_a_bad_target_before_downloading(
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert not any((tmp_path / "wh").glob("deps-*")), "nothing is built for a refused target"
+
+
+def test_the_minimum_python_is_the_packages_own() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=" + ".".join(map(str, wt.MIN_PYTHON))
