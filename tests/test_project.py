@@ -44,3 +44,17 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make demo" in readme
     assert "make test" in (ROOT / ".ci/run").read_text()
+
+
+def test_code_run_by_a_units_own_python_is_checked_for_3_10() -> None:
+    """`make lint` runs vermin (target 3.10) over UNIT_PY310: every file of the models zipapp
+    must be in that list, or a 3.11-only call could reach a JetPack 6 unit unchecked."""
+    from app.modelstore.zipapp import members
+
+    makefile = (ROOT / "Makefile").read_text()
+    checked = re.search(r"^UNIT_PY310 := (.+)$", makefile, re.M)
+    assert checked and "$(UNIT_PY310)" in makefile
+    roots = [ROOT / p for p in checked[1].split()]
+    for _, source in members():
+        if isinstance(source, Path):
+            assert any(source == r or r in source.parents for r in roots), source
