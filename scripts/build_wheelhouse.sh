@@ -32,12 +32,10 @@ download_args=()
 if [[ -n $unit_target ]]; then
   read -r -a unit <<<"$unit_target"
   [[ ${#unit[@]} -eq 3 ]] || { echo "UNIT_TARGET: expected 'PYTHON MACHINE GLIBC', got '$unit_target'" >&2; exit 2; }
-  rc=0; "$python" scripts/wheel_target.py same "${unit[@]}" || rc=$?
-  if [[ $rc -eq 1 ]]; then
-    mapfile -t download_args < <("$python" scripts/wheel_target.py args "${unit[@]}")
+  planned=$("$python" scripts/wheel_target.py "${unit[@]}") || exit 2
+  if [[ -n $planned ]]; then
+    mapfile -t download_args <<<"$planned"
     target="${unit[*]} binary-only"
-  elif [[ $rc -ne 0 ]]; then
-    exit 2
   fi
 fi
 version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')

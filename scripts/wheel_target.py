@@ -10,8 +10,9 @@ need (``manylinux_2_28_aarch64``; the legacy ``manylinux2014`` is glibc 2.17), a
 every package whose aarch64 wheels are ``manylinux_2_28`` (numpy 2.3+, av): the wheelhouse
 fails to resolve. This lists every tag the unit's glibc can load, newest first.
 
-    wheel_target.py same PY MACHINE GLIBC   exit 0 if the controller's own pip can build for it
-    wheel_target.py args PY MACHINE GLIBC   pip download arguments, one per line
+    wheel_target.py PY MACHINE GLIBC   the pip download arguments for that unit, one per line;
+                                       nothing when the controller's own pip builds for it;
+                                       exit 2 (with why) for a target the service cannot run on
 
 Used by scripts/build_wheelhouse.sh; tested in tests/roles/voice_service/test_wheel_target.py.
 """
@@ -72,32 +73,33 @@ def is_controllers_own(python: str, machine: str, glibc: str) -> bool:
 
 
 def pip_args(python: str, machine: str, glibc: str) -> list[str]:
+    """`pip download` arguments for binary wheels for the target (ValueError if it is not one
+    the service can run on)."""
+    version = check_python(python)
+    tags = platform_tags(machine, glibc)
     args = [
         "--only-binary=:all:",
         "--implementation",
         "cp",
         "--python-version",
-        check_python(python),
+        version,
     ]
-    for tag in platform_tags(machine, glibc):
+    for tag in tags:
         args += ["--platform", tag]
     return args
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 5 or argv[1] not in {"same", "args"}:
+    if len(argv) != 4:
         print(__doc__, file=sys.stderr)
         return 2
-    _, mode, python, machine, glibc = argv
     try:
-        if mode == "same":
-            check_python(python)
-            platform_tags(machine, glibc)
-            return 0 if is_controllers_own(python, machine, glibc) else 1
-        print("\n".join(pip_args(python, machine, glibc)))
+        args = pip_args(*argv[1:])
     except ValueError as err:
         print(f"wheel_target: {err}", file=sys.stderr)
         return 2
+    if not is_controllers_own(*argv[1:]):
+        print("\n".join(args))
     return 0
 
 
