@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -73,10 +71,8 @@ class Slot:
         self._thread: asyncio.Future[Any] | None = None
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """`fn(*args, **kwargs)` in a worker thread (like asyncio.to_thread)."""
-        loop = asyncio.get_running_loop()
-        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-        thread: asyncio.Future[T] = loop.run_in_executor(None, call)
+        """`fn(*args, **kwargs)` in a worker thread (asyncio.to_thread, as its own task)."""
+        thread = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
         self._thread = thread
         result = await asyncio.shield(thread)  # a cancel leaves the thread's future running
         self._thread = None
