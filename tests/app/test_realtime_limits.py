@@ -221,7 +221,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_service_serves_on(
                     await ws.send(json.dumps({"type": "ping"}))  # talking: not idle
                 await asyncio.sleep(0.5)
     deadline = time.monotonic() + 30
-    while tight_service.state.metrics.registry.get_sample_value("voicefleet_realtime_sessions"):
+    while _metric(tight_service, "voicefleet_realtime_sessions"):
         assert time.monotonic() < deadline, "the slow reader's session was never released"
         await asyncio.sleep(0.1)
     # the service goes on: a reading client gets its spoken reply
