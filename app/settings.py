@@ -217,6 +217,18 @@ class WyomingSettings(_Section):
         return self
 
 
+class OllamaSettings(_Section):
+    """The Ollama-compatible API (/api/chat, /api/tags, /api/show, /api/version) on the
+    service's own port, for Home Assistant's Ollama integration (docs/wyoming.md)."""
+
+    enabled: bool = True
+    # Home Assistant's Ollama integration sends no key. Where server.api_key is set (the
+    # service binds a non-loopback host), /api/* asks for the key like every route unless
+    # this says keyless clients are accepted: anyone who reaches the port may then chat
+    # with the LLM (firewall it to Home Assistant). The key still works when sent.
+    allow_unauthenticated: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VOICEFLEET_",
@@ -231,6 +243,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     wyoming: WyomingSettings = WyomingSettings()
+    ollama: OllamaSettings = OllamaSettings()
 
     @model_validator(mode="after")
     def _check_exposure(self) -> Settings:
