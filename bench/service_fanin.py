@@ -168,6 +168,50 @@ async def _bursts(up: str, services: dict[str, tuple[str, int]], bursts: int) ->
     }
 
 
+def _client_only(up: str, bursts: int) -> None:
+    """Run in a subprocess whose PYTHONPATH is one tree: that tree's LlamaServerLLM alone
+    (no FastAPI, no client-facing SSE) streams `bursts` x 8 answers from the upstream under
+    uvloop, as the service runs; prints this process's CPU ms per streamed request."""
+    import uvloop
+
+    from app.engines.base import ChatParams
+    from app.engines.llm_server import LlamaServerLLM
+    from app.settings import LLMSettings
+
+    llm = LlamaServerLLM(LLMSettings(backend="server", server_url=up, model_name="llm"))
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def one() -> None:
+        async for _ in llm.stream(messages, ChatParams(max_tokens=TOKENS)):
+            pass
+
+    async def run() -> float:
+        await asyncio.gather(*(one() for _ in range(8)))  # warm-up (and the pool)
+        start = time.process_time()
+        for _ in range(bursts):
+            await asyncio.gather(*(one() for _ in range(8)))
+        used = time.process_time() - start
+        await llm.aclose()
+        return used
+
+    print(json.dumps({"cpu_ms_per_request": round(uvloop.run(run()) * 1000 / (8 * bursts), 3)}))
+
+
+def _client_cpu(up: str, trees: dict[str, Path], bursts: int, rounds: int) -> dict[str, Any]:
+    """The LLM client's own CPU per streamed request, each tree in turn, `rounds` times."""
+    runs: dict[str, list[float]] = {name: [] for name in trees}
+    for _ in range(rounds):
+        for name, tree in trees.items():
+            out = subprocess.run(
+                [sys.executable, __file__, "--client-only", up, "--bursts", str(bursts)],
+                cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True,
+                capture_output=True, text=True,
+            ).stdout  # fmt: skip
+            runs[name].append(json.loads(out)["cpu_ms_per_request"])
+    return {"rounds": rounds, "cpu_ms_per_request_p50": {
+        k: round(statistics.median(v), 3) for k, v in runs.items()}, "runs": runs}  # fmt: skip
+
+
 def _checkout(rev: str, into: Path) -> str:
     """The revision's app/ under `into`; returns the commit it resolved to."""
     commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True,
@@ -183,10 +227,15 @@ def main() -> int:
     ap.add_argument("--bursts", type=int, default=40)
     ap.add_argument("--before", default=BEFORE, help=f"the earlier revision (default {BEFORE})")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--client-rounds", type=int, default=5)
     ap.add_argument("--upstream", type=int, help=argparse.SUPPRESS)  # internal: serve it
+    ap.add_argument("--client-only", help=argparse.SUPPRESS)  # internal: one tree's client
     a = ap.parse_args()
     if a.upstream:
         asyncio.run(_upstream(a.upstream))
+        return 0
+    if a.client_only:
+        _client_only(a.client_only, a.bursts)
         return 0
     up_port = _free_port()
     up_url = f"http://127.0.0.1:{up_port}"
@@ -213,6 +262,9 @@ def main() -> int:
                 wait_http(f"http://127.0.0.1:{port}/readyz", timeout=30, proc=procs[-1])
                 services[name] = (f"http://127.0.0.1:{port}", procs[-1].pid)
             figures = asyncio.run(_bursts(up_url, services, a.bursts))
+            for p in procs[1:]:
+                p.terminate()  # the client-only runs have the machine to themselves
+            figures["llm_client_only"] = _client_cpu(up_url, trees, a.bursts, a.client_rounds)
         finally:
             for p in procs:
                 p.terminate()
