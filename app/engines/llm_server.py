@@ -6,9 +6,8 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from app.engines import http1
 from app.engines.base import BackendUnavailableError, ChatParams, ContextOverflowError, LLMChunk
-from app.engines.http1 import Endpoint
+from app.engines.llama_http import LlamaHTTP, UpstreamError
 from app.settings import LLMSettings
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -31,29 +30,29 @@ class LlamaServerLLM:
         self.model_name = settings.model_name
         self.ctx_per_slot = settings.ctx_per_slot
         self.cache_prompt = settings.cache_prompt
-        self._endpoint = Endpoint.parse(settings.server_url)
         self._timeout = settings.request_timeout_s
-        self._headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json"}
         if settings.server_api_key is not None:
             key = settings.server_api_key.get_secret_value()
-            self._headers["Authorization"] = f"Bearer {key}"
+            headers["Authorization"] = f"Bearer {key}"
+        # the LLM gate runs `parallel` chats at once; one more connection for /health probes
+        self._http = LlamaHTTP(settings.server_url, headers, pool_size=settings.parallel + 1)
 
     async def start(self) -> None:
         """Nothing to load here: llama-server loads the model; readiness is polled."""
 
     async def aclose(self) -> None:
-        """Nothing held: each request has its own connection (llama-server closes a
-        connection after every streamed answer)."""
+        """Close the pooled connections to llama-server."""
+        await self._http.aclose()
 
     async def ready(self) -> bool:
         try:
-            async with http1.request(
-                self._endpoint, "GET", "/health", self._headers,
-                connect_timeout=2.0, read_timeout=2.0,
-            ) as resp:  # fmt: skip
+            async with self._http.request(
+                "GET", "/health", connect_timeout=2.0, read_timeout=2.0
+            ) as resp:
                 await resp.body(limit=4096)
                 return resp.status == 200
-        except (http1.UpstreamError, TimeoutError):
+        except (UpstreamError, TimeoutError):
             return False
 
     async def stream(
@@ -81,8 +80,8 @@ class LlamaServerLLM:
         prompt_tokens = 0
         body = json.dumps(payload, separators=(",", ":")).encode()
         try:
-            async with http1.request(
-                self._endpoint, "POST", "/v1/chat/completions", self._headers, body,
+            async with self._http.request(
+                "POST", "/v1/chat/completions", body,
                 connect_timeout=5.0, read_timeout=self._timeout,
             ) as resp:  # fmt: skip
                 if resp.status != 200:
@@ -97,6 +96,7 @@ class LlamaServerLLM:
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        await resp.finish()
                         break
                     try:
                         event = json.loads(data)
@@ -120,7 +120,7 @@ class LlamaServerLLM:
             raise BackendUnavailableError(
                 f"llama-server timed out (no data for {self._timeout:g} s)"
             ) from exc
-        except http1.UpstreamError as exc:
+        except UpstreamError as exc:
             raise BackendUnavailableError(f"llama-server unreachable: {exc}") from exc
         yield LLMChunk(
             finish_reason=finish_reason or "stop",
