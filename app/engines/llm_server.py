@@ -6,7 +6,16 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from app.engines.base import BackendUnavailableError, ChatParams, ContextOverflowError, LLMChunk
+from app.engines.base import (
+    BackendUnavailableError,
+    ChatMessage,
+    ChatParams,
+    ContextOverflowError,
+    LLMChunk,
+    RequestRejectedError,
+    ToolCallDelta,
+)
+from app.engines.forced_tool import ForcedCall
 from app.engines.llama_http import LlamaHTTP, UpstreamError
 from app.settings import LLMSettings
 
@@ -22,7 +31,46 @@ def _error_from_body(body: Any, status: int) -> Exception:
         )
     if status == 503:
         return BackendUnavailableError(f"llama-server is not ready: {message}")
+    if status == 400:
+        return RequestRejectedError(f"llama-server refused the request: {message}")
     return BackendUnavailableError(f"llama-server answered HTTP {status}: {message}")
+
+
+def tool_fields(params: ChatParams, forced: ForcedCall | None) -> dict[str, Any]:
+    """tools / tool_choice / parallel_tool_calls / response_format as llama-server takes them.
+    A forced call goes as the tools (the template shows them to the model) and a JSON-schema
+    response format that makes the reply the call (app/engines/forced_tool.py says why)."""
+    fields: dict[str, Any] = {}
+    if forced is not None:
+        fields["tools"] = [t.to_openai() for t in forced.tools]
+        fields["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "tool_call", "schema": forced.schema},
+        }
+        return fields
+    if params.tools:
+        fields["tools"] = [t.to_openai() for t in params.tools]
+        fields["tool_choice"] = params.tool_choice
+        if params.parallel_tool_calls is not None:
+            fields["parallel_tool_calls"] = params.parallel_tool_calls
+    if params.response_format is not None:
+        fields["response_format"] = params.response_format.to_openai()
+    return fields
+
+
+def _tool_call_deltas(delta: dict[str, Any]) -> list[ToolCallDelta]:
+    out = []
+    for call in delta.get("tool_calls") or []:
+        function = call.get("function") or {}
+        out.append(
+            ToolCallDelta(
+                index=int(call.get("index", 0)),
+                id=call.get("id") or None,
+                name=function.get("name") or None,
+                arguments=function.get("arguments") or "",
+            )
+        )
+    return out
 
 
 class LlamaServerLLM:
@@ -56,8 +104,9 @@ class LlamaServerLLM:
             return False
 
     async def stream(
-        self, messages: list[dict[str, str]], params: ChatParams
+        self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[LLMChunk, None]:
+        forced = ForcedCall(params) if ForcedCall.wanted(params) else None
         payload: dict[str, Any] = {
             "messages": messages,
             "stream": True,
@@ -68,6 +117,7 @@ class LlamaServerLLM:
             # keep the conversation's prefix in the slot's KV cache: a follow-up turn only
             # prefills its new tokens
             "cache_prompt": self.cache_prompt,
+            **tool_fields(params, forced),
         }
         if params.stop:
             payload["stop"] = params.stop
@@ -111,17 +161,26 @@ class LlamaServerLLM:
                         prompt_tokens = int(usage.get("prompt_tokens", 0))
                         completion_tokens = int(usage.get("completion_tokens", 0))
                     for choice in event.get("choices", []):
-                        text = (choice.get("delta") or {}).get("content") or ""
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content") or ""
+                        calls = _tool_call_deltas(delta)
                         if choice.get("finish_reason"):
                             finish_reason = choice["finish_reason"]
-                        if text:
-                            yield LLMChunk(text=text)
+                        if forced is not None and text:
+                            calls, text = forced.feed(text), ""
+                        if text or calls:
+                            yield LLMChunk(text=text, tool_calls=calls)
         except TimeoutError as exc:
             raise BackendUnavailableError(
                 f"llama-server timed out (no data for {self._timeout:g} s)"
             ) from exc
         except UpstreamError as exc:
             raise BackendUnavailableError(f"llama-server unreachable: {exc}") from exc
+        if forced is not None:
+            tail = forced.finish()
+            if tail is not None:
+                yield tail
+            finish_reason = forced.finish_reason(finish_reason)
         yield LLMChunk(
             finish_reason=finish_reason or "stop",
             prompt_tokens=prompt_tokens,
