@@ -227,6 +227,10 @@ class OllamaSettings(_Section):
     # this says keyless clients are accepted: anyone who reaches the port may then chat
     # with the LLM (firewall it to Home Assistant). The key still works when sent.
     allow_unauthenticated: bool = False
+    # Ollama's API has no tool_choice: "auto" lets the model decide whether to call one of
+    # the request's tools; "required" makes a new user turn with tools a call (llama-server's
+    # grammar), for small models that never choose one; after a tool result: "auto"
+    tool_choice: Literal["auto", "required"] = "auto"
 
 
 class Settings(BaseSettings):

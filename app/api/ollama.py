@@ -3,7 +3,8 @@ client) uses: GET /api/version, GET /api/tags, POST /api/show, POST /api/chat (N
 stream or one JSON object).
 
 Over the same LLM engine, gate, limits and metrics as /v1/chat/completions
-(app/pipeline.llm_stream). Auth: the service's Bearer key like every route, except where
+(app/pipeline.llm_stream), tools included (the engine's tool calls: llama-server's tool support,
+forced calls by its grammar). Auth: the service's Bearer key like every route, except where
 ollama.allow_unauthenticated says keyless clients (Home Assistant sends no key) are
 accepted. Errors are Ollama's shape, {"error": "..."} (app/errors.py). A request field or
 option this unit does not support is a 400 naming it; `keep_alive` and `options.num_ctx`
@@ -35,7 +36,7 @@ from app.api.ollama_request import (
     served_model,
 )
 from app.auth import check_api_key
-from app.engines.base import LLMChunk
+from app.engines.base import LLMChunk, ToolCall, ToolCallCollector
 from app.errors import APIError
 from app.gguf import GGUFError, read_header
 from app.pipeline import LLMTimings, llm_stream
@@ -71,6 +72,31 @@ def _counts(t: LLMTimings) -> dict[str, Any]:
     }
 
 
+def _done_reason(t: LLMTimings) -> str:
+    # Ollama ends a reply with tool calls as "stop" too
+    return "stop" if t.finish_reason == "tool_calls" else t.finish_reason
+
+
+def ollama_tool_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """Ollama's shape: the arguments as a JSON object (the engine has the model's JSON text;
+    a forced call's grammar makes it an object, a model deciding freely may write junk)."""
+    out = []
+    for call in calls:
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except ValueError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            raise APIError(
+                502,
+                f"the model called {call.name!r} with arguments that are not a JSON object: "
+                f"{call.arguments[:200]!r}",
+                code="invalid_tool_call",
+            )
+        out.append({"function": {"name": call.name, "arguments": arguments}})
+    return out
+
+
 @router.post("/api/chat", response_model=None)
 async def chat(state: State, req: ChatRequest) -> dict[str, Any] | StreamingResponse:
     model = served_model(state, req.model)
@@ -80,14 +106,21 @@ async def chat(state: State, req: ChatRequest) -> dict[str, Any] | StreamingResp
     timings = LLMTimings()
     chunks = llm_stream(state, messages, params, timings)
     if not req.stream:
+        parts: list[str] = []
+        calls = ToolCallCollector()
         async with aclosing(chunks):
-            text = "".join([c.text async for c in chunks])
+            async for chunk in chunks:
+                parts.append(chunk.text)
+                calls.add(chunk.tool_calls)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(parts)}
+        if calls.calls():
+            message["tool_calls"] = ollama_tool_calls(calls.calls())
         return {
             "model": model,
             "created_at": _now(),
-            "message": {"role": "assistant", "content": text},
+            "message": message,
             "done": True,
-            "done_reason": timings.finish_reason,
+            "done_reason": _done_reason(timings),
             **_counts(timings),
         }
     # the first token before the 200: a busy engine or a context overflow is an HTTP error
@@ -110,24 +143,32 @@ def _line(payload: dict[str, Any]) -> str:
 async def _ndjson(
     model: str, chunks: AsyncGenerator[LLMChunk, None], first: LLMChunk, timings: LLMTimings
 ) -> AsyncIterator[str]:
-    def part(content: str) -> str:
-        message = {"role": "assistant", "content": content}
+    """The text as it comes; tool calls, as Ollama sends them, whole in one line at the end
+    (their arguments are only valid JSON once complete); then the `done` line."""
+
+    def part(message: dict[str, Any]) -> str:
+        message = {"role": "assistant", "content": "", **message}
         return _line({"model": model, "created_at": _now(), "message": message, "done": False})
 
+    calls = ToolCallCollector()
     async with aclosing(chunks):
         try:
             if first.text:
-                yield part(first.text)
+                yield part({"content": first.text})
+            calls.add(first.tool_calls)
             async for chunk in chunks:
                 if chunk.text:
-                    yield part(chunk.text)
+                    yield part({"content": chunk.text})
+                calls.add(chunk.tool_calls)
+            if calls.calls():
+                yield part({"tool_calls": ollama_tool_calls(calls.calls())})
         except APIError as exc:
             # inside a 200 stream: the Ollama client raises this line as a ResponseError
             yield _line({"error": exc.message})
             return
     yield _line({
         "model": model, "created_at": _now(), "message": {"role": "assistant", "content": ""},
-        "done": True, "done_reason": timings.finish_reason, **_counts(timings),
+        "done": True, "done_reason": _done_reason(timings), **_counts(timings),
     })  # fmt: skip
 
 
@@ -180,6 +221,14 @@ def _model(state: ServiceState) -> dict[str, Any]:
     }
 
 
+def capabilities(state: ServiceState) -> list[str]:
+    """tools: llama-server lets the model decide (the embedded backend only takes forced
+    calls: ollama.tool_choice "required")."""
+    s = state.settings
+    tools = s.llm.backend == "server" or s.ollama.tool_choice == "required"
+    return ["completion", "tools"] if tools else ["completion"]
+
+
 @router.get("/api/version")
 async def version() -> dict[str, str]:
     return {"version": __version__}
@@ -206,6 +255,6 @@ async def show(state: State, req: ShowRequest) -> dict[str, Any]:
         "template": "",
         "details": model["details"],
         "model_info": info,
-        "capabilities": ["completion"],
+        "capabilities": capabilities(state),
         "modified_at": model["modified_at"],
     }

@@ -1,14 +1,17 @@
 """The Ollama /api/chat request as Ollama's API defines it (the fields Home Assistant's Ollama
 integration and the `ollama` client send), and its translation into the LLM engine's messages
-and ChatParams. What this unit does not support is refused with a 400 naming it."""
+and ChatParams: tools (OpenAI's function shape, which Ollama uses too), tool calls and tool
+results in the history, `format` as structured output. What this unit does not support is
+refused with a 400 naming it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.engines.base import ChatParams
+from app.engines.base import ChatMessage, ChatParams, ResponseFormat, Tool, ToolChoice
 from app.errors import APIError
 from app.pipeline import resolve_max_tokens
 from app.state import ServiceState
@@ -16,6 +19,7 @@ from app.state import ServiceState
 # options a request may set, and how each maps onto ChatParams
 SUPPORTED_OPTIONS = ("num_ctx", "num_predict", "temperature", "top_p", "seed", "stop")
 MAX_STOP = 4
+MAX_TOOLS = 128
 
 
 class Forbid(BaseModel):
@@ -23,22 +27,48 @@ class Forbid(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ChatMessage(Forbid):
+class FunctionSpec(Forbid):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class ToolSpec(Forbid):
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+    def to_engine(self) -> Tool:
+        f = self.function
+        return Tool(f.name, f.description, f.parameters)
+
+
+class FunctionCall(Forbid):
+    name: str
+    # Ollama gives a call's arguments as a JSON object (OpenAI: as JSON text)
+    arguments: dict[str, Any]
+
+
+class ToolCall(Forbid):
+    function: FunctionCall
+
+
+class Message(Forbid):
     role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
     thinking: str | None = None
     images: list[Any] | None = None
+    # tool: the function whose result this is (optional: results answer the calls in order)
     tool_name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatRequest(Forbid):
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    tools: list[dict[str, Any]] | None = None
+    messages: list[Message] = Field(min_length=1)
+    tools: list[ToolSpec] | None = Field(None, max_length=MAX_TOOLS)
     stream: bool = True
     think: bool | str | None = None
-    format: str | dict[str, Any] | None = None
+    format: Literal["", "json"] | dict[str, Any] | None = None
     options: dict[str, Any] | None = None
     keep_alive: float | str | None = None
     logprobs: bool | None = None
@@ -56,30 +86,29 @@ def _unsupported(param: str, message: str) -> APIError:
 
 def served_model(state: ServiceState, requested: str) -> str:
     """The LLM's name; Ollama clients may add the default tag (`name:latest`)."""
-    name = state.settings.llm.model_name
-    if requested not in (name, f"{name}:latest"):
+    llm = state.settings.llm
+    if requested.removesuffix(":latest") != llm.model_name:
         raise APIError(
-            404, f"model {requested!r} not found; this unit serves {name!r}", param="model"
-        )
-    return name
+            404, f"model {requested!r} not found; this unit serves {llm.model_name!r}",
+            param="model",
+        )  # fmt: skip
+    return llm.model_name
 
 
 def refuse_unsupported(req: ChatRequest) -> None:
     if req.think not in (None, False, ""):
         raise _unsupported("think", f"{req.think!r}: this model does not think")
-    if req.format not in (None, ""):
-        raise _unsupported("format", "structured output is not supported on this unit")
     if req.logprobs or req.top_logprobs:
         raise _unsupported("logprobs", "log probabilities are not returned by this unit")
-    if req.tools:
-        raise _unsupported("tools", "tool calls are not supported on this unit yet")
     for i, m in enumerate(req.messages):
         if m.images:
             raise _unsupported(f"messages.{i}.images", "this model reads no images")
         if m.thinking:
             raise _unsupported(f"messages.{i}.thinking", "this model does not think")
-        if m.role == "tool" or m.tool_calls or m.tool_name:
-            raise _unsupported(f"messages.{i}", "tool messages are not supported yet")
+        if m.tool_calls and m.role != "assistant":
+            raise _unsupported(f"messages.{i}.tool_calls", "only assistant messages carry them")
+        if m.tool_name and m.role != "tool":
+            raise _unsupported(f"messages.{i}.tool_name", "only tool messages carry it")
     unknown = sorted(set(req.options or {}) - set(SUPPORTED_OPTIONS))
     if unknown:
         raise APIError(
@@ -96,6 +125,25 @@ def _option(options: dict[str, Any], key: str, kind: type | tuple[type, ...]) ->
     if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
         raise APIError(400, f"options.{key}: {value!r} is not a number", param=f"options.{key}")
     return value
+
+
+def _tool_choice(state: ServiceState, req: ChatRequest) -> ToolChoice:
+    """Ollama has no tool_choice: the model decides, unless ollama.tool_choice "required"
+    makes a new user turn with tools a call (small models that never choose one); after a
+    tool result the model answers freely (in words, or with another call)."""
+    forced = state.settings.ollama.tool_choice == "required"
+    if req.tools and forced and req.messages[-1].role == "user":
+        return "required"
+    return "auto"
+
+
+def _response_format(req: ChatRequest) -> ResponseFormat | None:
+    if req.format in (None, ""):
+        return None
+    if req.format == "json":
+        return ResponseFormat("json_object")
+    assert isinstance(req.format, dict)
+    return ResponseFormat("json_schema", schema=req.format, name="response")
 
 
 def chat_params(state: ServiceState, req: ChatRequest) -> ChatParams:
@@ -116,18 +164,51 @@ def chat_params(state: ServiceState, req: ChatRequest) -> ChatParams:
         raise APIError(400, "options.stop: a list of strings", param="options.stop")
     if len(stop) > MAX_STOP:
         raise APIError(400, f"options.stop: at most {MAX_STOP}", param="options.stop")
+    tools = [t.to_engine() for t in req.tools or []]
+    if len({t.name for t in tools}) != len(tools):
+        raise APIError(400, "tools: names must be unique", param="tools")
     return ChatParams(
         max_tokens=resolve_max_tokens(state, num_predict),
         temperature=0.7 if temperature is None else float(temperature),
         top_p=0.95 if top_p is None else float(top_p),
         stop=stop,
         seed=_option(options, "seed", int),
+        tools=tools,
+        tool_choice=_tool_choice(state, req),
+        response_format=_response_format(req),
     )
 
 
-def chat_messages(state: ServiceState, req: ChatRequest) -> list[dict[str, str]]:
-    messages = [{"role": m.role, "content": m.content} for m in req.messages]
-    chars = sum(len(m["content"]) for m in messages)
+def chat_messages(state: ServiceState, req: ChatRequest) -> list[ChatMessage]:
+    """Engine (OpenAI-shaped) messages. Ollama's history has no call ids: each assistant call
+    gets one, and the tool results that follow answer the calls in order (by tool_name where
+    given)."""
+    out: list[ChatMessage] = []
+    pending: list[tuple[str, str]] = []  # (id, function name) not yet answered
+    for i, m in enumerate(req.messages):
+        if m.role == "assistant" and m.tool_calls:
+            calls = [(f"call_{i}_{k}", c.function) for k, c in enumerate(m.tool_calls)]
+            pending = [(call_id, f.name) for call_id, f in calls]
+            out.append({
+                "role": "assistant", "content": m.content or None,
+                "tool_calls": [
+                    {"id": call_id, "type": "function",
+                     "function": {"name": f.name, "arguments": json.dumps(f.arguments)}}
+                    for call_id, f in calls
+                ],
+            })  # fmt: skip
+        elif m.role == "tool":
+            match = [p for p in pending if m.tool_name in (None, p[1])]
+            if not match:
+                raise APIError(
+                    400, f"messages.{i}: a tool result with no assistant tool call to answer "
+                    "before it", param=f"messages.{i}",
+                )  # fmt: skip
+            pending.remove(match[0])
+            out.append({"role": "tool", "tool_call_id": match[0][0], "content": m.content})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    chars = sum(len(m.content) for m in req.messages)
     limit = state.settings.limits.max_input_chars
     if chars > limit:
         raise APIError(
@@ -136,4 +217,4 @@ def chat_messages(state: ServiceState, req: ChatRequest) -> list[dict[str, str]]
             code="input_too_long",
             param="messages",
         )
-    return messages
+    return out

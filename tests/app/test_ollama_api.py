@@ -1,13 +1,16 @@
 """The Ollama API with the official `ollama` client (what Home Assistant's Ollama integration
 uses) against a real service and llama-server: the model list, show, streamed and one-shot
-chat, Ollama-shaped errors for what this unit does not support, and the auth policy."""
+chat, Home Assistant's Assist tools (a well-formed call, then the `role: tool` follow-up),
+JSON output, Ollama-shaped errors for what this unit does not support, and the auth policy."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import ollama
 import pytest
 
@@ -26,8 +29,10 @@ def keyless(
 ) -> Iterator[Service]:
     """A unit with a key (as on a LAN) that accepts Home Assistant's keyless Ollama client."""
     settings = make_settings(
-        model_paths, "server", llama_server, ollama={"allow_unauthenticated": True}
-    )
+        model_paths, "server", llama_server,
+        # the tiny model never chooses a tool: a new user turn with tools is made a call
+        ollama={"allow_unauthenticated": True, "tool_choice": "required"},
+    )  # fmt: skip
     yield from run_service(settings, server_engines(stt_tts, settings))
 
 
@@ -92,7 +97,6 @@ def test_one_shot_chat(client: ollama.Client) -> None:
     [
         ({"options": {"top_k": 40, "mirostat": 1}}, "mirostat, top_k"),
         ({"think": True}, "think"),
-        ({"format": "json"}, "format"),
         ({"options": {"temperature": "hot"}}, "options.temperature"),
         ({"options": {"num_predict": 100000}}, "max_tokens"),
     ],
@@ -123,3 +127,83 @@ def test_keyless_clients_need_the_acknowledgement(server_service: Service) -> No
     assert refused.value.status_code == 401
     keyed = ollama.Client(host=server_service.url, headers={"Authorization": f"Bearer {API_KEY}"})
     assert [m.model for m in keyed.list().models] == [LLM_NAME]
+
+
+# Home Assistant's Assist tools as its Ollama integration sends them (voluptuous -> OpenAPI)
+HASS_TURN_ON = {
+    "type": "function",
+    "function": {
+        "name": "HassTurnOn",
+        "description": "Turns on/opens/presses a device or entity.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "area": {"type": "string"},
+                "domain": {"type": "array", "items": {"type": "string", "enum": ["light"]}},
+            },
+            "required": [],
+        },
+    },
+}
+HASS_TURN_OFF = json.loads(json.dumps(HASS_TURN_ON).replace("HassTurnOn", "HassTurnOff"))
+TOOLS = [HASS_TURN_ON, HASS_TURN_OFF]
+COMMAND = [
+    {"role": "system", "content": "You control the home with the tools."},
+    {"role": "user", "content": "Turn on the kitchen lights."},
+]
+
+
+def _check_call(call: ollama.Message.ToolCall) -> None:
+    assert call.function.name in ("HassTurnOn", "HassTurnOff")
+    parameters = HASS_TURN_ON["function"]["parameters"]  # type: ignore[index]
+    jsonschema.validate(dict(call.function.arguments), parameters)
+
+
+def test_home_assistant_tools_give_a_well_formed_call(client: ollama.Client) -> None:
+    reply = client.chat(model=LLM_NAME, messages=COMMAND, tools=TOOLS, stream=False,
+                        options={"num_predict": 48, "temperature": 0})  # fmt: skip
+    calls = reply.message.tool_calls
+    assert calls and reply.done and reply.done_reason == "stop"
+    for call in calls:
+        _check_call(call)
+
+
+def test_streamed_tool_call_then_the_tool_result_follow_up(client: ollama.Client) -> None:
+    """Home Assistant's loop: stream, collect the calls, run them, send the results back as
+    `role: tool` messages with the assistant's calls before them; the model answers."""
+    parts = list(client.chat(model=LLM_NAME, messages=COMMAND, tools=TOOLS, stream=True,
+                             options={"num_predict": 48, "temperature": 0}))  # fmt: skip
+    assert parts[-1].done
+    calls = [c for p in parts for c in p.message.tool_calls or []]
+    assert calls, [p.message for p in parts]
+    for call in calls:
+        _check_call(call)
+    history = [
+        *COMMAND,
+        ollama.Message(role="assistant", content="", tool_calls=calls),
+        *[
+            {"role": "tool", "content": json.dumps({"success": True, "targets": ["light.kitchen"]})}
+            for _ in calls
+        ],
+    ]
+    answer = client.chat(model=LLM_NAME, messages=history, tools=TOOLS, stream=False,
+                         options={"num_predict": 24, "temperature": 0})  # fmt: skip
+    assert answer.done
+    # after a tool result the model decides (llama-server, auto): words, or another call
+    assert (answer.message.content or "").strip() or answer.message.tool_calls
+    for call in answer.message.tool_calls or []:
+        _check_call(call)
+
+
+def test_a_tool_result_without_a_call_is_refused(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as refused:
+        client.chat(model=LLM_NAME, messages=[*COMMAND, {"role": "tool", "content": "{}"}])
+    assert refused.value.status_code == 400 and "messages.2" in refused.value.error
+
+
+def test_json_format(client: ollama.Client) -> None:
+    reply = client.chat(model=LLM_NAME, format="json", stream=False,
+                        messages=[{"role": "user", "content": "A colour, as JSON."}],
+                        options={"num_predict": 32, "temperature": 0})  # fmt: skip
+    assert isinstance(json.loads(reply.message.content or ""), dict)
