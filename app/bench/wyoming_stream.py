@@ -26,7 +26,7 @@ from wyoming.asr import Transcript
 from wyoming.handle import Handled, HandledChunk, HandledStop, NotHandled
 
 from app import __version__
-from app.bench.wyoming import BenchError, _client, _next, wait_ready
+from app.bench.wyoming import BenchError, next_event, wait_ready, wyoming_client
 
 PROMPTS = (
     "Describe the moon in three short sentences.",
@@ -58,11 +58,11 @@ async def converse(uri: str, prompt: str, timeout_s: float = 120.0) -> Turn:
     first: float | None = None
     chunks: list[str] = []
     reply: str | None = None
-    async with _client(uri, timeout_s) as client:
+    async with wyoming_client(uri, timeout_s) as client:
         start = time.perf_counter()
         await client.write_event(Transcript(text=prompt, context=context).event())
         while True:
-            event = await _next(client)
+            event = await next_event(client)
             now = time.perf_counter() - start
             if NotHandled.is_type(event.type):
                 raise BenchError(f"not-handled: {NotHandled.from_event(event).text}")
