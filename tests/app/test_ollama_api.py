@@ -207,3 +207,17 @@ def test_json_format(client: ollama.Client) -> None:
                         messages=[{"role": "user", "content": "A colour, as JSON."}],
                         options={"num_predict": 32, "temperature": 0})  # fmt: skip
     assert isinstance(json.loads(reply.message.content or ""), dict)
+
+
+def test_the_api_can_be_switched_off(
+    model_paths: ModelPaths, stt_tts: tuple[Any, Any], llama_server: LlamaServer
+) -> None:
+    settings = make_settings(model_paths, "server", llama_server, ollama={"enabled": False})
+    service = run_service(settings, server_engines(stt_tts, settings))
+    svc = next(service)
+    try:
+        r = httpx.get(f"{svc.url}/api/tags", headers=svc.headers, timeout=10)
+        assert r.status_code == 404 and "ollama.enabled: false" in r.json()["error"]
+        assert httpx.get(f"{svc.url}/v1/models", headers=svc.headers, timeout=10).is_success
+    finally:
+        service.close()
