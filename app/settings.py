@@ -51,6 +51,15 @@ class STTSettings(_Section):
     # Transcriptions run at once; further requests wait (queue bounded by max_queue).
     concurrency: int = Field(2, ge=1)
     max_queue: int = Field(16, ge=0)
+    # Names whisper should expect (devices, areas: "kitchen pendant lights"), for every
+    # transcription; a Wyoming client may add its own (transcribe.transcript_names/_terms).
+    # bias_with: faster-whisper's `hotwords` or its `initial_prompt` (measured in
+    # docs/benchmarks.md, "Device-name biasing"); "off" ignores the names.
+    bias_names: list[str] = Field(default_factory=list)
+    bias_with: Literal["hotwords", "prompt", "off"] = "hotwords"
+    # names and terms of one request together, in characters (whisper's context window
+    # holds ~220 tokens); more is refused with a clear error, not cut
+    max_bias_chars: int = Field(600, ge=16)
 
 
 class LLMSettings(_Section):
@@ -187,6 +196,13 @@ class WyomingSettings(_Section):
     max_conversations: int = Field(64, ge=1)
     # tts: samples per audio-chunk event
     samples_per_chunk: int = Field(1024, ge=64)
+    # streamed replies, the protocol's way: handled-start, a handled-chunk per sentence as
+    # the LLM writes it, handled (the whole reply), handled-stop; for asr transcript-start, a
+    # transcript-chunk per whisper segment, transcript, transcript-stop. "request": for a
+    # request whose context holds {"streaming": true}; "always": every reply (a client that
+    # knows only handled/transcript reads on to it, as Home Assistant does); "off": never,
+    # and describe says so
+    streaming: Literal["request", "always", "off"] = "request"
 
     @model_validator(mode="after")
     def _check_exposure(self) -> WyomingSettings:
@@ -199,6 +215,22 @@ class WyomingSettings(_Section):
                 "(VOICEFLEET_WYOMING__ALLOW_UNAUTHENTICATED=true) to accept that"
             )
         return self
+
+
+class OllamaSettings(_Section):
+    """The Ollama-compatible API (/api/chat, /api/tags, /api/show, /api/version) on the
+    service's own port, for Home Assistant's Ollama integration (docs/wyoming.md)."""
+
+    enabled: bool = True
+    # Home Assistant's Ollama integration sends no key. Where server.api_key is set (the
+    # service binds a non-loopback host), /api/* asks for the key like every route unless
+    # this says keyless clients are accepted: anyone who reaches the port may then chat
+    # with the LLM (firewall it to Home Assistant). The key still works when sent.
+    allow_unauthenticated: bool = False
+    # Ollama's API has no tool_choice: "auto" lets the model decide whether to call one of
+    # the request's tools; "required" makes a new user turn with tools a call (llama-server's
+    # grammar), for small models that never choose one; after a tool result: "auto"
+    tool_choice: Literal["auto", "required"] = "auto"
 
 
 class Settings(BaseSettings):
@@ -215,6 +247,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     wyoming: WyomingSettings = WyomingSettings()
+    ollama: OllamaSettings = OllamaSettings()
 
     @model_validator(mode="after")
     def _check_exposure(self) -> Settings:
