@@ -88,6 +88,8 @@ def test_a_pause_shorter_than_the_stop_is_offered_for_early_stt() -> None:
     assert events[0].last_voiced_ms == last_pause_voiced
     off = _detector(early_stt_silence_ms=0)
     assert "pause" not in _feed(off, [(0.9, 10), (0.05, 2), (0.9, 10), (0.05, 30)])
+    with pytest.raises(ValueError, match="early_stt_silence_ms must be below"):
+        RealtimeSettings(early_stt_silence_ms=128, end_silence_ms=128)
 
 
 def test_first_piece_can_be_a_short_phrase() -> None:
