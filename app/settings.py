@@ -140,6 +140,10 @@ class RealtimeSettings(_Section):
     min_speech_ms: int = Field(128, ge=32)
     # silence that ends an utterance: speech_stopped, the reply starts speculatively
     end_silence_ms: int = Field(128, ge=64)
+    # silence after which the utterance so far is transcribed already, before speech_stopped:
+    # when no voice came in between, the reply starts from that transcript instead of a new
+    # STT pass (one such pass in flight per session). 0: STT starts at speech_stopped.
+    early_stt_silence_ms: int = Field(64, ge=0)
     # silence before the turn is committed and its reply may be heard; speech resuming
     # earlier cancels the speculative reply and merges the two parts into one request
     commit_silence_ms: int = Field(544, ge=64)
@@ -150,8 +154,9 @@ class RealtimeSettings(_Section):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     chunk_max_chars: int = Field(160, ge=20)
-    # a first chunk may end at a comma or a phrase break once this long (earlier first audio)
-    first_chunk_min_chars: int = Field(24, ge=1)
+    # a first chunk may end at a comma or a phrase break once this long (earlier first audio:
+    # piper's time grows with the piece's length; 24 before 2026-12)
+    first_chunk_min_chars: int = Field(10, ge=1)
     # history trimming keeps the system prompt, drops the oldest whole turns down to this
     # fraction of the budget at once, so the cached prefix changes rarely
     history_low_water: float = Field(0.5, gt=0.0, lt=1.0)
@@ -160,6 +165,8 @@ class RealtimeSettings(_Section):
     def _commit_after_end(self) -> RealtimeSettings:
         if self.commit_silence_ms < self.end_silence_ms:
             raise ValueError("realtime.commit_silence_ms must be >= realtime.end_silence_ms")
+        if self.early_stt_silence_ms >= self.end_silence_ms:
+            raise ValueError("realtime.early_stt_silence_ms must be below realtime.end_silence_ms")
         if self.vad_neg_threshold > self.vad_threshold:
             raise ValueError("realtime.vad_neg_threshold must be <= realtime.vad_threshold")
         return self

@@ -16,7 +16,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from app.engines.base import ChatParams, FloatAudio
+from app.engines.base import ChatParams, FloatAudio, Transcript
 from app.errors import APIError
 from app.pipeline import LLMTimings, llm_stream, synthesize, transcribe
 from app.realtime.history import History
@@ -41,6 +41,19 @@ class ReplyContext:
     on_overflow: Callable[[Overflow], None]
 
 
+@dataclass
+class EarlyTranscript:
+    """An STT pass started at a pause, before speech_stopped; `last_voiced_ms` is the end of
+    the speech it covers (a stop with the same end had no new speech since)."""
+
+    task: asyncio.Task[tuple[Transcript, float]]
+    last_voiced_ms: int
+
+    def __post_init__(self) -> None:
+        # an early pass nobody waits for (speech went on) still ends; its error is not news
+        self.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 def _ms(seconds: float) -> float:
     return seconds * 1000.0
 
@@ -57,8 +70,10 @@ class Reply:
         t_vad_end: float,
         t_last_voiced: float,
         restarts: int = 0,
+        early: EarlyTranscript | None = None,
     ) -> None:
         self.ctx = ctx
+        self.early = early
         self.turn = turn
         self.committed = committed
         self.cancelled = False
@@ -149,7 +164,11 @@ class Reply:
     async def _pipeline(self, audio: FloatAudio | None) -> None:
         state = self.ctx.state
         if audio is not None:
-            transcript, stt_s = await transcribe(state, audio)
+            if self.early is not None:
+                transcript, stt_s = await self.early.task
+                self.timings.early_transcript = True
+            else:
+                transcript, stt_s = await transcribe(state, audio)
             self.user_text = transcript.text
             self.timings.stt_ms = _ms(stt_s)
             self.timings.vad_end_to_transcript_ms = _ms(time.perf_counter() - self.t_vad_end)

@@ -20,6 +20,7 @@ from fastapi import WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from app.pipeline import transcribe
 from app.realtime.audio_in import FrameDecoder
 from app.realtime.history import History
 from app.realtime.outbox import Outbox, Overflow
@@ -39,7 +40,7 @@ from app.realtime.protocol import (
     client_event,
     error_event,
 )
-from app.realtime.respond import Reply, ReplyContext
+from app.realtime.respond import EarlyTranscript, Reply, ReplyContext
 from app.realtime.turns import TurnDetector, TurnEvent
 from app.realtime.vad import StreamingVAD
 from app.state import ServiceState
@@ -73,6 +74,8 @@ class Session:
         self.max_tokens = min(self.max_tokens, llm.max_tokens_cap)
         self.temperature = self.cfg.temperature
         self.reply: Reply | None = None
+        # the utterance so far, transcribed at a pause (realtime.early_stt_silence_ms)
+        self.early: EarlyTranscript | None = None
         self.turn = 0
         self.restarts = 0
         self.protocol_errors = 0
@@ -109,6 +112,8 @@ class Session:
                 task.cancel()
             if self.reply is not None:
                 self.reply.cancel("disconnected")
+            if self.early is not None:
+                self.early.task.cancel()
             if self._failure is not None and self._failure.code != CLOSE_SLOW_READER:
                 # let the error event out before the close frame
                 with contextlib.suppress(TimeoutError):
@@ -252,9 +257,27 @@ class Session:
         )  # fmt: skip
         return Reply(ctx, self.turn, **kw)
 
+    def _on_pause(self, event: TurnEvent) -> None:
+        """Transcribe what was said so far, unless a pass is still running (its thread would
+        go on even if cancelled): one early pass per session at a time bounds the extra CPU."""
+        if event.audio is None or (self.early is not None and not self.early.task.done()):
+            return
+        self.early = EarlyTranscript(
+            asyncio.create_task(transcribe(self.state, event.audio)), event.last_voiced_ms
+        )
+
+    def _early_for(self, event: TurnEvent) -> EarlyTranscript | None:
+        """The early transcript when it covers all the speech up to this stop."""
+        early, self.early = self.early, None
+        if early is not None and early.last_voiced_ms == event.last_voiced_ms:
+            return early
+        return None
+
     def _on_turn_event(self, event: TurnEvent) -> None:
         now = time.perf_counter()
-        if event.kind == "speech_started":
+        if event.kind == "pause":
+            self._on_pause(event)
+        elif event.kind == "speech_started":
             if self.reply is not None and self.reply.playing(now):
                 self.reply.cancel("barge_in")
             self.turn += 1
@@ -272,6 +295,7 @@ class Session:
             self.reply = self._new_reply(
                 audio=event.audio, committed=False, t_vad_end=now,
                 t_last_voiced=now - silence_s, restarts=self.restarts,
+                early=self._early_for(event),
             )  # fmt: skip
         elif event.kind == "commit" and self.reply is not None:
             self.reply.commit()
