@@ -22,6 +22,8 @@ from app.engines.base import (
     FloatAudio,
     LLMChunk,
     RequestRejectedError,
+    Segment,
+    STTTask,
     Transcript,
     TTSEngine,
     UnsupportedRequestError,
@@ -74,17 +76,42 @@ async def transcribe(
     language: str | None = None,
     prompt: str | None = None,
     temperature: float = 0.0,
+    word_timestamps: bool = False,
+    task: STTTask = "transcribe",
 ) -> tuple[Transcript, float]:
     """Transcribe; returns the transcript and the seconds spent (queueing excluded)."""
     stt = state.require_stt()
     async with state.stt_gate.slot() as slot:
         start = time.perf_counter()
         result = await slot.run(
-            stt.transcribe, audio, language=language, prompt=prompt, temperature=temperature
-        )
+            stt.transcribe, audio, language=language, prompt=prompt, temperature=temperature,
+            word_timestamps=word_timestamps, task=task,
+        )  # fmt: skip
         elapsed = time.perf_counter() - start
     state.metrics.stage_seconds.labels("stt").observe(elapsed)
     return result, elapsed
+
+
+async def transcribe_stream(
+    state: ServiceState,
+    audio: FloatAudio,
+    *,
+    language: str | None = None,
+    prompt: str | None = None,
+    temperature: float = 0.0,
+    task: STTTask = "transcribe",
+) -> AsyncGenerator[Segment, None]:
+    """The segments one by one as whisper decodes them, inside the STT gate."""
+    stt = state.require_stt()
+    async with state.stt_gate.slot() as slot:
+        start = time.perf_counter()
+        segments, _ = await slot.run(
+            stt.segments, audio, language=language, prompt=prompt, temperature=temperature,
+            task=task,
+        )  # fmt: skip
+        while (segment := await slot.run(next, segments, None)) is not None:
+            yield segment
+    state.metrics.stage_seconds.labels("stt").observe(time.perf_counter() - start)
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from faster_whisper import WhisperModel
 
-from app.engines.base import STT_SAMPLE_RATE, FloatAudio, Segment, Transcript
+from app.engines.base import STT_SAMPLE_RATE, FloatAudio, Segment, STTTask, Transcript, Word
 from app.settings import STTSettings
 
 
@@ -25,6 +27,40 @@ class WhisperSTT:
             cpu_threads=settings.cpu_threads,
             num_workers=settings.concurrency,
         )
+        self.multilingual = bool(self._model.model.is_multilingual)
+
+    def segments(
+        self,
+        audio: FloatAudio,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float = 0.0,
+        word_timestamps: bool = False,
+        task: STTTask = "transcribe",
+    ) -> tuple[Iterator[Segment], str]:
+        decoded, info = self._model.transcribe(
+            audio,
+            # translate: the spoken language is detected unless given
+            language=language or (self._default_language if task == "transcribe" else None),
+            initial_prompt=prompt,
+            temperature=temperature,
+            beam_size=self._beam_size,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            word_timestamps=word_timestamps,
+            task=task,
+        )
+        segments = (
+            Segment(
+                start=s.start,
+                end=s.end,
+                text=s.text,
+                words=[Word(w.start, w.end, w.word) for w in s.words or []],
+            )
+            for s in decoded
+        )
+        return segments, info.language
 
     def transcribe(
         self,
@@ -33,20 +69,17 @@ class WhisperSTT:
         language: str | None = None,
         prompt: str | None = None,
         temperature: float = 0.0,
+        word_timestamps: bool = False,
+        task: STTTask = "transcribe",
     ) -> Transcript:
-        segments, info = self._model.transcribe(
-            audio,
-            language=language or self._default_language,
-            initial_prompt=prompt,
-            temperature=temperature,
-            beam_size=self._beam_size,
-            condition_on_previous_text=False,
-            vad_filter=False,
-        )
-        parts = [Segment(start=s.start, end=s.end, text=s.text) for s in segments]
+        segments, detected = self.segments(
+            audio, language=language, prompt=prompt, temperature=temperature,
+            word_timestamps=word_timestamps, task=task,
+        )  # fmt: skip
+        parts = list(segments)
         return Transcript(
             text="".join(p.text for p in parts).strip(),
-            language=info.language,
+            language=detected,
             duration_s=len(audio) / STT_SAMPLE_RATE,
             segments=parts,
         )
