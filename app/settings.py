@@ -111,7 +111,8 @@ class LimitsSettings(_Section):
     max_input_chars: int = Field(8000, ge=1)
     max_speech_chars: int = Field(2000, ge=1)
     min_sample_rate: int = 8000
-    max_sample_rate: int = 48000
+    # recordings up to 192 kHz are resampled; the range guards against a garbage header
+    max_sample_rate: int = 192000
     # Seconds a request may wait for an engine before 503 + Retry-After.
     queue_timeout_s: float = Field(30.0, gt=0)
 

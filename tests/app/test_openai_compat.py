@@ -103,6 +103,39 @@ def test_transcription_streams_text_events(server_service: Service, speech_wav: 
     assert "".join(deltas).strip() == done[0].text
 
 
+def _recording(wav: bytes, rate: int, layout: str, codec: str) -> bytes:
+    """The utterance re-recorded by ffmpeg (PyAV): another rate, channel layout, encoding."""
+    out = io.BytesIO()
+    with av.open(io.BytesIO(wav)) as src, av.open(out, "w", format="wav") as dst:
+        stream = dst.add_stream(codec, rate=rate, layout=layout)
+        for frame in src.decode(audio=0):
+            frame.pts = None
+            for packet in stream.encode(frame):
+                dst.mux(packet)
+        for packet in stream.encode(None):
+            dst.mux(packet)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("rate", "layout", "codec"),
+    [
+        (44100, "stereo", "pcm_s16le"),
+        (96000, "stereo", "pcm_s24le"),
+        (48000, "5.1", "pcm_s16le"),
+        (8000, "mono", "pcm_u8"),
+    ],
+)
+def test_any_rate_and_channel_count_is_transcribed(
+    server_service: Service, speech_wav: bytes, rate: int, layout: str, codec: str
+) -> None:
+    recording = _recording(speech_wav, rate, layout, codec)
+    text = _client(server_service).audio.transcriptions.create(
+        model="whisper-1", file=("recording.wav", recording), response_format="text"
+    )
+    assert "weather" in text.lower(), text
+
+
 def test_translation_with_an_english_only_model_says_so(
     server_service: Service, speech_wav: bytes
 ) -> None:
