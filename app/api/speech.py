@@ -40,6 +40,8 @@ OPENAI_VOICES = {
 }  # fmt: skip
 # one piece of text piper speaks at once (sentences longer than this are cut at a clause)
 _MAX_PIECE_CHARS = 400
+# the start of each sentence's audio encoded and sent ahead of the rest
+_HEAD_S = 0.25
 
 
 class SpeechRequest(OpenAIRequest):
@@ -99,18 +101,28 @@ async def speech(state: State, body: SpeechRequest) -> StreamingResponse:
 async def encoded_speech(
     state: ServiceState, text: str, speed: float, fmt: SpeechFormat
 ) -> AsyncGenerator[bytes, None]:
-    """The text spoken sentence by sentence, each sentence encoded as soon as it is spoken
-    (encoding runs in a worker thread: an mp3 of a long sentence is milliseconds of CPU)."""
+    """The text spoken sentence by sentence, each sentence encoded as soon as it is spoken.
+    Encoding runs in worker threads; the encoder is set up while the first sentence is
+    synthesised, and a sentence's first _HEAD_S seconds are encoded and sent on their own,
+    so an encoded format's first audio waits for little more than wav's."""
     tts = state.require_tts()
-    encoder = SpeechEncoder(fmt, tts.sample_rate)
-    async with aclosing(synthesize_stream(state, sentences(text), speed)) as pcm_chunks:
-        async for pcm in pcm_chunks:
-            data = await asyncio.to_thread(encoder.feed, pcm)
-            if data:
-                yield data
-    tail = await asyncio.to_thread(encoder.close)
-    if tail:
-        yield tail
+    encoder_ready = asyncio.ensure_future(asyncio.to_thread(SpeechEncoder, fmt, tts.sample_rate))
+    try:
+        head = int(_HEAD_S * tts.sample_rate)
+        async with aclosing(synthesize_stream(state, sentences(text), speed)) as pcm_chunks:
+            async for pcm in pcm_chunks:
+                encoder = await encoder_ready
+                for part in (pcm[:head], pcm[head:]):
+                    data = await asyncio.to_thread(encoder.feed, part) if len(part) else b""
+                    if data:
+                        yield data
+        encoder = await encoder_ready
+        tail = await asyncio.to_thread(encoder.close)
+        if tail:
+            yield tail
+    finally:
+        if not encoder_ready.done():
+            encoder_ready.cancel()
 
 
 async def _prepend(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
