@@ -44,13 +44,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(binary: Path, model: Path, jinja: bool, threads: int, log: Path) -> tuple[Any, str]:
+def _start(
+    binary: Path, model: Path, jinja: bool, threads: int, extra: list[str], log: Path
+) -> tuple[Any, str]:
     port = _free_port()
     # the llamacpp role's flags that matter on one machine, -np 1: one stream measured
     cmd = [
         str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
         "-c", "2048", "-np", "1", "-b", "512", "-ub", "256", "-fa", "on", "-t", str(threads),
-        "--cache-ram", "0", "--no-webui", "--jinja" if jinja else "--no-jinja",
+        "--cache-ram", "0", "--no-webui", "--jinja" if jinja else "--no-jinja", *extra,
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -80,6 +82,7 @@ def main() -> int:
     p.add_argument("--tokens", type=int, default=64)
     # 1: on a shared, busy CPU, threads that wait for each other slow decode far more
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--extra-args", default="", help="more llama-server flags, e.g. '-ngl 99'")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     model = args.model or sorted((VF_HOME / "models/current/llm").glob("*.gguf"))[0]
@@ -87,9 +90,9 @@ def main() -> int:
     servers = {}
     try:
         for name, jinja in (("jinja", True), ("no_jinja", False)):
-            servers[name] = _start(
-                args.binary, model, jinja, args.threads, logs / f"jinja-bench-{name}.log"
-            )
+            log = logs / f"jinja-bench-{name}.log"
+            extra = args.extra_args.split()
+            servers[name] = _start(args.binary, model, jinja, args.threads, extra, log)
         decode: dict[str, list[float]] = {name: [] for name in servers}
         prefill: dict[str, list[float]] = {name: [] for name in servers}
         with httpx.Client(timeout=300) as client:
