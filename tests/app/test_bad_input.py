@@ -136,6 +136,12 @@ BAD: dict[str, tuple[Callable[[httpx.Client], httpx.Response], int, str]] = {
         ),
         400, "translation_unsupported",
     ),
+    "voice: unknown form field": (
+        lambda c: c.post(
+            "/v1/voice", files={"file": ("s.wav", wav(1.0), "audio/wav")}, data={"voice": "x"}
+        ),
+        400, "unsupported_parameter",
+    ),
     "voice: silence": (
         lambda c: c.post("/v1/voice", files={"file": ("s.wav", wav(2.0), "audio/wav")}),
         400, "no_speech",
