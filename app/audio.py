@@ -1,8 +1,8 @@
 """Audio in and out: strict WAV parsing, other containers via PyAV, WAV/PCM encoding.
 
 Uploads are checked before any model sees them, so bad audio is a clear 4xx:
-empty, truncated, not audio, a sample rate outside [min, max], more than one channel,
-longer than the limit.
+empty, truncated, not audio, a sample rate outside [min, max], longer than the limit.
+Any channel count is downmixed and any rate resampled to what the STT engine takes.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ def _bad(message: str, code: str = "invalid_audio") -> APIError:
     return APIError(400, message, code=code, param="file")
 
 
-def _parse_wav(data: bytes) -> tuple[np.ndarray, int, int]:
-    """Return (samples as float32 in [-1, 1], sample rate, channels) from a RIFF/WAVE file."""
+def _parse_wav(data: bytes) -> tuple[np.ndarray | None, int, int]:
+    """Return (interleaved samples as float32 in [-1, 1], sample rate, channels) from a
+    RIFF/WAVE file; samples None for an encoding left to PyAV (24-bit, 8-bit, extensible)."""
     if len(data) < 44:
         raise _bad("truncated WAV: shorter than a WAV header")
     fmt_tag = None
@@ -47,6 +48,8 @@ def _parse_wav(data: bytes) -> tuple[np.ndarray, int, int]:
         elif chunk_id == b"data":
             if fmt_tag is None:
                 raise _bad("malformed WAV: data chunk before fmt chunk")
+            if size == 0xFFFFFFFF:  # a streamed WAV (ours, ffmpeg's): data to the end
+                size = len(data) - start
             if start + size > len(data):
                 raise _bad(
                     f"truncated WAV: data chunk declares {size} bytes, file has {len(data) - start}"
@@ -63,10 +66,8 @@ def _parse_wav(data: bytes) -> tuple[np.ndarray, int, int]:
         samples /= 32768.0
     elif fmt_tag == 3 and bits == 32:
         samples = np.frombuffer(body[: len(body) // 4 * 4], dtype="<f4").astype(np.float32)
-    elif fmt_tag == 0xFFFE:
-        raise _bad("WAVE_FORMAT_EXTENSIBLE is not supported: send 16-bit PCM or float32 WAV")
     else:
-        raise _bad(f"unsupported WAV encoding (format {fmt_tag}, {bits} bits): use 16-bit PCM")
+        return None, rate, channels
     return samples, rate, channels
 
 
@@ -85,7 +86,8 @@ def _resample(samples: np.ndarray, rate: int) -> np.ndarray:
 
 
 def _decode_other(data: bytes) -> np.ndarray:
-    """Any container ffmpeg knows (ogg, mp3, webm, flac...), decoded+resampled by PyAV."""
+    """Any container ffmpeg knows (ogg, mp3, webm, flac, m4a...), decoded, downmixed and
+    resampled to 16 kHz mono by PyAV."""
     from faster_whisper.audio import decode_audio
 
     try:
@@ -100,23 +102,24 @@ def decode_upload(data: bytes, limits: AudioLimits) -> FloatAudio:
         raise _bad("empty audio file", code="empty_file")
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         samples, rate, channels = _parse_wav(data)
-        if channels != 1:
-            raise _bad(f"audio must be mono: the WAV has {channels} channels")
         if not limits.min_sample_rate <= rate <= limits.max_sample_rate:
             raise _bad(
                 f"unsupported sample rate {rate} Hz: expected "
                 f"{limits.min_sample_rate}-{limits.max_sample_rate} Hz"
             )
-        seconds = len(samples) / rate
-        if seconds > limits.max_seconds:
-            raise _audio_too_long(seconds, limits)
-        audio = samples if rate == STT_SAMPLE_RATE else _resample(samples, rate)
+        if samples is None:
+            audio = _decode_other(data)
+        else:
+            # downmix: the mean of the channels (a stereo recording of one voice stays whole)
+            frames = samples[: len(samples) // channels * channels].reshape(-1, channels)
+            mono = frames.mean(axis=1, dtype=np.float32) if channels > 1 else frames[:, 0]
+            audio = mono if rate == STT_SAMPLE_RATE else _resample(mono, rate)
     elif data[:4] == b"RIFF":
         raise _bad("truncated or malformed WAV header")
     else:
         audio = _decode_other(data)
-        if len(audio) / STT_SAMPLE_RATE > limits.max_seconds:
-            raise _audio_too_long(len(audio) / STT_SAMPLE_RATE, limits)
+    if len(audio) / STT_SAMPLE_RATE > limits.max_seconds:
+        raise _audio_too_long(len(audio) / STT_SAMPLE_RATE, limits)
     if len(audio) < STT_SAMPLE_RATE // 10:
         raise _bad("audio is shorter than 0.1 s", code="audio_too_short")
     return audio.astype(np.float32, copy=False)

@@ -93,6 +93,12 @@ def install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "form")]
         param = ".".join(loc) or None
+        if first.get("type") == "extra_forbidden":
+            # a field the service does not implement: named, never silently dropped
+            return error_response(
+                400, f"{param!r} is not supported by {request.url.path}",
+                "unsupported_parameter", param,
+            )  # fmt: skip
         message = f"{param}: {first.get('msg')}" if param else str(first.get("msg", exc))
         return _shaped(request, error_response(400, message, "invalid_request", param))
 

@@ -23,6 +23,7 @@ from app.engines.base import (
     LLMChunk,
     RequestRejectedError,
     Segment,
+    STTTask,
     Transcript,
     TTSEngine,
     UnsupportedRequestError,
@@ -97,6 +98,8 @@ async def transcribe(
     temperature: float = 0.0,
     names: Sequence[str] = (),
     on_segment: Callable[[Segment], None] | None = None,
+    word_timestamps: bool = False,
+    task: STTTask = "transcribe",
 ) -> tuple[Transcript, float]:
     """Transcribe, biased towards stt.bias_names and `names`; returns the transcript and the
     seconds spent (queueing excluded). `on_segment` runs in the worker thread."""
@@ -110,12 +113,36 @@ async def transcribe(
             language=language,
             prompt=prompt,
             temperature=temperature,
+            word_timestamps=word_timestamps,
+            task=task,
             bias_names=biased,
             on_segment=on_segment,
         )
         elapsed = time.perf_counter() - start
     state.metrics.stage_seconds.labels("stt").observe(elapsed)
     return result, elapsed
+
+
+async def transcribe_stream(
+    state: ServiceState,
+    audio: FloatAudio,
+    *,
+    language: str | None = None,
+    prompt: str | None = None,
+    temperature: float = 0.0,
+    task: STTTask = "transcribe",
+) -> AsyncGenerator[Segment, None]:
+    """The segments one by one as whisper decodes them, inside the STT gate."""
+    stt = state.require_stt()
+    async with state.stt_gate.slot() as slot:
+        start = time.perf_counter()
+        segments, _ = await slot.run(
+            stt.segments, audio, language=language, prompt=prompt, temperature=temperature,
+            task=task, bias_names=bias_names(state, ()),
+        )  # fmt: skip
+        while (segment := await slot.run(next, segments, None)) is not None:
+            yield segment
+    state.metrics.stage_seconds.labels("stt").observe(time.perf_counter() - start)
 
 
 @dataclass

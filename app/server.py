@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
-from app.api import audio, chat, health, models, ollama, realtime, voice
+from app.api import audio, chat, health, models, ollama, realtime, speech, voice
 from app.errors import error_response, install_error_handlers
 from app.metrics import Metrics
 from app.settings import Settings, load_settings
@@ -25,6 +26,9 @@ log = logging.getLogger("voicefleet")
 _UNCOUNTED = {"/healthz", "/readyz", "/metrics"}
 # multipart framing and form fields around an upload
 _FORM_OVERHEAD = 64 * 1024
+# an oversize body is read and dropped up to this size and time (then the connection is cut)
+_DISCARD_LIMIT = 1024 * 1024 * 1024
+_DISCARD_TIMEOUT_S = 30.0
 
 
 def load_engines(settings: Settings) -> Engines:
@@ -51,6 +55,22 @@ def load_engines(settings: Settings) -> Engines:
     return engines
 
 
+async def _discard_body(receive: Receive, declared: int) -> None:
+    """Read and drop a refused body, so the client still sending it reads the 413: closing a
+    socket with unread data makes the kernel answer with a reset (the TCP reset clients saw),
+    and most clients (the openai SDK, urllib) send the whole body before they read. A client
+    that sent `Expect: 100-continue` (curl) has sent nothing yet: it is not waited for.
+    Bodies beyond _DISCARD_LIMIT, or slower than _DISCARD_TIMEOUT_S, are cut off."""
+    if declared > _DISCARD_LIMIT:
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_DISCARD_TIMEOUT_S):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    return
+
+
 class InFlightLimit:
     """Caps requests served at once (429 + Retry-After beyond), refuses bodies declared
     larger than the upload limit (413) and counts requests by status."""
@@ -67,9 +87,10 @@ class InFlightLimit:
             await self.app(scope, receive, send)
             return
         route = scope["path"]
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.max_body:
-            # refuse before reading a byte of an oversize upload
+            # refused on its Content-Length, before any model or parser sees a byte
             self.metrics.requests.labels(route, "413").inc()
             self.metrics.errors.labels(route, "413").inc()
             response = error_response(
@@ -78,7 +99,17 @@ class InFlightLimit:
                 f"{self.max_body - _FORM_OVERHEAD} bytes",
                 "upload_too_large",
             )
-            await response(scope, receive, send)
+            response.headers["Connection"] = "close"
+            # the answer goes out at once, and the connection ends only after the body
+            # (see _discard_body): both a client that reads early and one that sends its
+            # whole body first read the 413
+            await send(
+                {"type": "http.response.start", "status": 413, "headers": response.raw_headers}
+            )
+            await send({"type": "http.response.body", "body": response.body, "more_body": True})
+            if headers.get(b"expect", b"").lower() != b"100-continue":
+                await _discard_body(receive, int(declared))
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         if self.in_flight >= self.limit:
             self.metrics.requests.labels(route, "429").inc()
@@ -162,7 +193,7 @@ def create_app(settings: Settings | None = None, engines: Engines | None = None)
     app = FastAPI(title="voicefleet", version=__version__, lifespan=lifespan)
     app.state.vf = state
     install_error_handlers(app)
-    for module in (health, models, chat, ollama, audio, voice, realtime):
+    for module in (health, models, chat, ollama, audio, speech, voice, realtime):
         app.include_router(module.router)
     app.add_middleware(
         InFlightLimit,

@@ -42,6 +42,8 @@ class STTSettings(_Section):
     # false: no speech-to-text on this unit (no model loaded; audio-in routes answer 501)
     enabled: bool = True
     model_name: str = "whisper"
+    # more names the `model` field may give (OpenAI's, so unmodified clients work)
+    model_aliases: list[str] = ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"]
     model_dir: Path = Path("/opt/voicefleet/models/current/stt")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     compute_type: str = "int8"
@@ -65,6 +67,8 @@ class STTSettings(_Section):
 class LLMSettings(_Section):
     backend: Literal["embedded", "server"] = "embedded"
     model_name: str = "llama-3.2-3b-instruct"
+    # more names the `model` field may give (e.g. the name a client is configured with)
+    model_aliases: list[str] = []
     # server backend: llama-server (production: continuous batching over `parallel` slots)
     server_url: str = "http://127.0.0.1:8080"
     server_api_key: SecretStr | None = None
@@ -101,6 +105,8 @@ class TTSSettings(_Section):
     # false: no text-to-speech on this unit (no voice loaded; audio-out routes answer 501)
     enabled: bool = True
     model_name: str = "piper"
+    # more names the `model` field may give (OpenAI's, so unmodified clients work)
+    model_aliases: list[str] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
     voice_path: Path = Path("/opt/voicefleet/models/current/tts/voice.onnx")
     voice_name: str = "default"
     speaker_id: int | None = None
@@ -114,7 +120,8 @@ class LimitsSettings(_Section):
     max_input_chars: int = Field(8000, ge=1)
     max_speech_chars: int = Field(2000, ge=1)
     min_sample_rate: int = 8000
-    max_sample_rate: int = 48000
+    # recordings up to 192 kHz are resampled; the range guards against a garbage header
+    max_sample_rate: int = 192000
     # Seconds a request may wait for an engine before 503 + Retry-After.
     queue_timeout_s: float = Field(30.0, gt=0)
 
@@ -263,6 +270,14 @@ class Settings(BaseSettings):
                 f"server.host={self.server.host} is not loopback: set server.api_key "
                 "(VOICEFLEET_SERVER__API_KEY) before exposing the service"
             )
+        names = [
+            name
+            for section in (self.stt, self.llm, self.tts)
+            for name in (section.model_name, *section.model_aliases)
+        ]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"model names must be unique across stt, llm and tts: {repeated}")
         wyoming_max = self.wyoming.max_tokens
         if wyoming_max is not None and wyoming_max > self.llm.max_tokens_cap:
             raise ValueError(

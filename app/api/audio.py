@@ -1,116 +1,180 @@
-"""OpenAI-compatible speech endpoints: /v1/audio/transcriptions and /v1/audio/speech."""
+"""OpenAI-compatible speech-to-text: /v1/audio/transcriptions and /v1/audio/translations.
+
+response_format json | text | verbose_json | srt | vtt; timestamp_granularities segment and
+word (verbose_json); stream=true answers with server-sent events, one `transcript.text.delta`
+per segment as whisper decodes it, then `transcript.text.done`. Translations are whisper's
+translate task (speech in any language -> English text): a multilingual model only.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
-from fastapi.responses import PlainTextResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
+from app.api import subtitles
 from app.api.models import require_model
-from app.audio import wav_bytes
+from app.api.openai_fields import refuse_unknown_form_fields
 from app.auth import check_api_key
+from app.engines.base import Segment, STTTask, Transcript
 from app.errors import APIError
-from app.pipeline import read_audio_upload, synthesize, transcribe
+from app.pipeline import read_audio_upload, transcribe, transcribe_stream
 from app.state import State
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
 
-# OpenAI's voice names are accepted and spoken with the unit's configured voice, so
-# unmodified clients work.
-OPENAI_VOICES = {
-    "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer",
-    "verse",
-}  # fmt: skip
+TranscriptFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
+_TRANSCRIPTION_FIELDS = (
+    "file", "model", "language", "prompt", "response_format", "temperature",
+    "timestamp_granularities[]", "stream",
+)  # fmt: skip
+_TRANSLATION_FIELDS = ("file", "model", "prompt", "response_format", "temperature")
 
 
-@router.post("/v1/audio/transcriptions", response_model=None)
+async def _transcription_fields(request: Request) -> None:
+    await refuse_unknown_form_fields(request, _TRANSCRIPTION_FIELDS)
+
+
+async def _translation_fields(request: Request) -> None:
+    await refuse_unknown_form_fields(request, _TRANSLATION_FIELDS)
+
+
+@router.post(
+    "/v1/audio/transcriptions",
+    response_model=None,
+    dependencies=[Depends(_transcription_fields)],
+)
 async def transcriptions(
     state: State,
     file: Annotated[UploadFile, File()],
     model: Annotated[str | None, Form()] = None,
     language: Annotated[str | None, Form(max_length=8)] = None,
     prompt: Annotated[str | None, Form(max_length=2000)] = None,
-    response_format: Annotated[str, Form()] = "json",
+    response_format: Annotated[TranscriptFormat, Form()] = "json",
     temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
-) -> dict[str, Any] | PlainTextResponse:
+    timestamp_granularities: Annotated[
+        list[Literal["segment", "word"]] | None, Form(alias="timestamp_granularities[]")
+    ] = None,
+    stream: Annotated[bool, Form()] = False,
+) -> dict[str, Any] | PlainTextResponse | StreamingResponse:
     state.require_stt()  # a disabled engine is named before the model is checked
     require_model(state, model, "stt")
-    if response_format not in ("json", "text", "verbose_json"):
+    granularities = set(timestamp_granularities or ["segment"])
+    if timestamp_granularities and response_format != "verbose_json":
+        raise APIError(
+            400, "timestamp_granularities needs response_format 'verbose_json'",
+            code="invalid_request", param="timestamp_granularities",
+        )  # fmt: skip
+    if stream and response_format not in ("json", "text"):
+        raise APIError(
+            400, f"stream=true answers with transcript.text events: response_format "
+            f"{response_format!r} cannot be streamed (use json or text)",
+            code="invalid_request", param="stream",
+        )  # fmt: skip
+    audio = await read_audio_upload(state, file)
+    if stream:
+        segments = transcribe_stream(
+            state, audio, language=language, prompt=prompt, temperature=temperature
+        )
+        return await _sse(segments)
+    result, _ = await transcribe(
+        state, audio, language=language, prompt=prompt, temperature=temperature,
+        word_timestamps="word" in granularities,
+    )  # fmt: skip
+    return _answer(result, response_format, "transcribe", granularities)
+
+
+@router.post(
+    "/v1/audio/translations", response_model=None, dependencies=[Depends(_translation_fields)]
+)
+async def translations(
+    state: State,
+    file: Annotated[UploadFile, File()],
+    model: Annotated[str | None, Form()] = None,
+    prompt: Annotated[str | None, Form(max_length=2000)] = None,
+    response_format: Annotated[TranscriptFormat, Form()] = "json",
+    temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
+) -> dict[str, Any] | PlainTextResponse:
+    stt = state.require_stt()
+    require_model(state, model, "stt")
+    if not stt.multilingual:
         raise APIError(
             400,
-            f"response_format {response_format!r} is not supported: json, text, verbose_json",
-            code="unsupported_format",
-            param="response_format",
+            f"this unit's speech model ({state.settings.stt.model_name}) is English-only: "
+            "it cannot translate; transcribe English speech with /v1/audio/transcriptions, "
+            "or install a multilingual whisper model to translate",
+            code="translation_unsupported",
+            param="model",
         )
     audio = await read_audio_upload(state, file)
+    # the translate task decodes any language into English; language=None: whisper detects
+    # the spoken one (stt.language is the default for transcription)
     result, _ = await transcribe(
-        state, audio, language=language, prompt=prompt, temperature=temperature
+        state, audio, language=None, prompt=prompt, temperature=temperature, task="translate"
     )
+    return _answer(result, response_format, "translate", {"segment"})
+
+
+def _answer(
+    result: Transcript, response_format: TranscriptFormat, task: STTTask, granularities: set[str]
+) -> dict[str, Any] | PlainTextResponse:
     if response_format == "text":
         return PlainTextResponse(result.text)
+    if response_format == "srt":
+        return PlainTextResponse(subtitles.srt(result.segments))
+    if response_format == "vtt":
+        return PlainTextResponse(subtitles.vtt(result.segments), media_type="text/vtt")
     if response_format == "json":
         return {"text": result.text}
-    return {
-        "task": "transcribe",
+    body: dict[str, Any] = {
+        "task": task,
         "language": result.language,
         "duration": result.duration_s,
         "text": result.text,
-        "segments": [
+    }
+    if "segment" in granularities:
+        body["segments"] = [
             {"id": i, "start": s.start, "end": s.end, "text": s.text}
             for i, s in enumerate(result.segments)
-        ],
-    }
+        ]
+    if "word" in granularities:
+        body["words"] = [
+            {"word": w.word, "start": w.start, "end": w.end}
+            for s in result.segments
+            for w in s.words
+        ]
+    return body
 
 
-class SpeechRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str
-    input: str = Field(min_length=1)
-    voice: str = "default"
-    response_format: Literal["wav", "pcm"] = "wav"
-    speed: float = Field(1.0, ge=0.25, le=4.0)
+def _event(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
-@router.post("/v1/audio/speech", response_model=None)
-async def speech(state: State, body: SpeechRequest) -> Response:
-    tts = state.require_tts()
-    require_model(state, body.model, "tts")
-    if body.voice not in (tts.voice_name, "default") and body.voice not in OPENAI_VOICES:
-        raise APIError(
-            400, f"unknown voice {body.voice!r}; this unit speaks {tts.voice_name!r}",
-            code="unknown_voice", param="voice",
-        )  # fmt: skip
-    limit = state.settings.limits.max_speech_chars
-    if len(body.input) > limit:
-        raise APIError(
-            400, f"input is {len(body.input)} characters; the limit is {limit}",
-            code="input_too_long", param="input",
-        )  # fmt: skip
-    if not body.input.strip():
-        raise APIError(400, "input is blank", code="empty_input", param="input")
-    headers = {"X-Sample-Rate": str(tts.sample_rate)}
-    if body.response_format == "pcm":
-        return StreamingResponse(
-            _pcm_stream(state, body.input, body.speed),
-            media_type=f"audio/L16;rate={tts.sample_rate};channels=1",
-            headers=headers,
-        )
-    pcm, _ = await synthesize(state, body.input, body.speed)
-    return Response(wav_bytes(pcm, tts.sample_rate), media_type="audio/wav", headers=headers)
+async def _sse(segments: AsyncGenerator[Segment, None]) -> StreamingResponse:
+    # the first segment is decoded before answering: a busy engine is still an HTTP error
+    try:
+        first = await anext(segments, None)
+    except BaseException:
+        await segments.aclose()
+        raise
 
+    async def events() -> AsyncIterator[str]:
+        parts: list[str] = []
+        async with aclosing(segments):
+            segment = first
+            while segment is not None:
+                if segment.text:
+                    parts.append(segment.text)
+                    yield _event({"type": "transcript.text.delta", "delta": segment.text})
+                segment = await anext(segments, None)
+        yield _event({"type": "transcript.text.done", "text": "".join(parts).strip()})
 
-async def _pcm_stream(state: State, text: str, speed: float) -> AsyncIterator[bytes]:
-    """Raw 16-bit PCM streamed sentence by sentence as it is synthesised."""
-    tts = state.require_tts()
-    async with state.tts_gate.slot() as slot:
-        chunks = iter(tts.synthesize(text, speed=speed))
-        sentinel = None
-        while True:
-            chunk = await slot.run(next, chunks, sentinel)
-            if chunk is None:
-                break
-            yield chunk.astype("<i2").tobytes()
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

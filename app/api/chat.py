@@ -7,85 +7,20 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.chat_request import ChatRequest, to_params
 from app.api.models import require_model
 from app.auth import check_api_key
-from app.engines.base import ChatParams, LLMChunk
+from app.engines.base import LLMChunk, ToolCallCollector, ToolCallDelta
 from app.errors import APIError
-from app.pipeline import LLMTimings, llm_stream, resolve_max_tokens
-from app.state import ServiceState, State
+from app.pipeline import LLMTimings, llm_stream
+from app.state import State
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
-
-
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
-class Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    role: Literal["system", "user", "assistant", "developer"]
-    content: str | list[TextPart]
-
-    def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(p.text for p in self.content)
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool = False
-
-
-class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str
-    messages: list[Message] = Field(min_length=1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1)
-
-
-def to_params(state: ServiceState, req: ChatRequest) -> tuple[list[dict[str, str]], ChatParams]:
-    max_tokens = resolve_max_tokens(state, req.max_completion_tokens or req.max_tokens)
-    messages = [
-        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-        for m in req.messages
-    ]
-    chars = sum(len(m["content"]) for m in messages)
-    if chars > state.settings.limits.max_input_chars:
-        raise APIError(
-            400,
-            f"messages hold {chars} characters; "
-            f"the limit is {state.settings.limits.max_input_chars}",
-            code="input_too_long",
-            param="messages",
-        )
-    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-    if len(stop) > 4:
-        raise APIError(400, "at most 4 stop sequences", code="invalid_stop", param="stop")
-    params = ChatParams(
-        max_tokens=max_tokens,
-        temperature=req.temperature,
-        top_p=req.top_p,
-        stop=stop,
-        seed=req.seed,
-    )
-    return messages, params
 
 
 def _usage(t: LLMTimings) -> dict[str, int]:
@@ -107,18 +42,21 @@ async def chat_completions(state: State, req: ChatRequest) -> dict[str, Any] | S
     chunks = llm_stream(state, messages, params, timings)
 
     if not req.stream:
+        parts: list[str] = []
+        calls = ToolCallCollector()
         async with aclosing(chunks):
-            text = "".join([c.text async for c in chunks])
+            async for chunk in chunks:
+                parts.append(chunk.text)
+                calls.add(chunk.tool_calls)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(parts) or None}
+        if calls.calls():
+            message["tool_calls"] = [c.to_openai() for c in calls.calls()]
+        elif message["content"] is None:
+            message["content"] = ""
         return {
             **base,
             "object": "chat.completion",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": timings.finish_reason,
-                }
-            ],
+            "choices": [{"index": 0, "message": message, "finish_reason": timings.finish_reason}],
             "usage": _usage(timings),
         }
 
@@ -137,6 +75,19 @@ async def chat_completions(state: State, req: ChatRequest) -> dict[str, Any] | S
     )
 
 
+def _tool_call_delta(d: ToolCallDelta) -> dict[str, Any]:
+    """OpenAI's streamed shape: a call's first piece has id, type and the function name."""
+    out: dict[str, Any] = {"index": d.index}
+    function: dict[str, str] = {"arguments": d.arguments}
+    if d.id is not None:
+        out["id"] = d.id
+        out["type"] = "function"
+    if d.name is not None:
+        function["name"] = d.name
+    out["function"] = function
+    return out
+
+
 def _event(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
@@ -150,17 +101,25 @@ async def _sse(
 ) -> AsyncIterator[str]:
     obj = {**base, "object": "chat.completion.chunk"}
 
-    def delta(d: dict[str, str], finish: str | None = None) -> str:
+    def delta(d: dict[str, Any], finish: str | None = None) -> str:
         return _event({**obj, "choices": [{"index": 0, "delta": d, "finish_reason": finish}]})
+
+    def deltas(chunk: LLMChunk) -> list[str]:
+        out = []
+        if chunk.text:
+            out.append(delta({"content": chunk.text}))
+        if chunk.tool_calls:
+            out.append(delta({"tool_calls": [_tool_call_delta(d) for d in chunk.tool_calls]}))
+        return out
 
     async with aclosing(chunks):
         yield delta({"role": "assistant", "content": ""})
         try:
-            if first.text:
-                yield delta({"content": first.text})
+            for event in deltas(first):
+                yield event
             async for chunk in chunks:
-                if chunk.text:
-                    yield delta({"content": chunk.text})
+                for event in deltas(chunk):
+                    yield event
         except APIError as exc:
             yield _event(
                 {"error": {"message": exc.message, "type": "server_error", "code": exc.code}}

@@ -14,14 +14,14 @@ router = APIRouter(dependencies=[Depends(check_api_key)])
 
 
 def served_models(state: ServiceState) -> dict[str, str]:
-    """model id -> kind"""
+    """model id -> kind: each engine's name and its aliases (settings `model_aliases`)"""
     s = state.settings
-    served = {s.llm.model_name: "llm"}
+    names = {"llm": [s.llm.model_name, *s.llm.model_aliases]}
     if s.stt.enabled:
-        served[s.stt.model_name] = "stt"
+        names["stt"] = [s.stt.model_name, *s.stt.model_aliases]
     if s.tts.enabled:
-        served[s.tts.model_name] = "tts"
-    return served
+        names["tts"] = [s.tts.model_name, *s.tts.model_aliases]
+    return {name: kind for kind, served in names.items() for name in served}
 
 
 def require_model(state: ServiceState, requested: str | None, kind: str) -> None:
@@ -39,10 +39,12 @@ def require_model(state: ServiceState, requested: str | None, kind: str) -> None
 
 @router.get("/v1/models")
 async def list_models(state: State) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [
-            {"id": name, "object": "model", "owned_by": "voicefleet", "kind": kind}
-            for name, kind in served_models(state).items()
-        ],
-    }
+    s = state.settings
+    own = {"llm": s.llm.model_name, "stt": s.stt.model_name, "tts": s.tts.model_name}
+    data = []
+    for name, kind in served_models(state).items():
+        entry = {"id": name, "object": "model", "owned_by": "voicefleet", "kind": kind}
+        if name != own[kind]:
+            entry["alias_of"] = own[kind]  # the same engine under a name clients send
+        data.append(entry)
+    return {"object": "list", "data": data}

@@ -14,9 +14,10 @@ import time
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
+from app.api.openai_fields import refuse_unknown_form_fields
 from app.audio import wav_bytes
 from app.auth import check_api_key
 from app.engines.base import ChatParams
@@ -27,7 +28,13 @@ from app.state import State
 router = APIRouter(dependencies=[Depends(check_api_key)])
 
 
-@router.post("/v1/voice", response_model=None)
+async def _voice_fields(request: Request) -> None:
+    await refuse_unknown_form_fields(
+        request, ("file", "response_format", "max_tokens", "temperature", "language")
+    )
+
+
+@router.post("/v1/voice", response_model=None, dependencies=[Depends(_voice_fields)])
 async def voice_turn(
     state: State,
     file: Annotated[UploadFile, File()],

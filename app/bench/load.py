@@ -71,7 +71,8 @@ async def served_models(client: httpx.AsyncClient) -> dict[str, str]:
     """kind (llm, stt, tts) -> model id, from the service's /v1/models."""
     resp = await client.get("/v1/models")
     resp.raise_for_status()
-    return {m.get("kind", "llm"): m["id"] for m in resp.json()["data"]}
+    models = [m for m in resp.json()["data"] if "alias_of" not in m]
+    return {m.get("kind", "llm"): m["id"] for m in models}
 
 
 def percentile(values: list[float], q: float) -> float:

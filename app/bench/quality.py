@@ -51,7 +51,10 @@ async def check_llm(client: httpx.AsyncClient, model: str) -> dict[str, Any]:
 async def check_speech_round_trip(
     client: httpx.AsyncClient, models: dict[str, str]
 ) -> dict[str, Any]:
-    speech = await client.post("/v1/audio/speech", json={"model": models["tts"], "input": SENTENCE})
+    speech = await client.post(
+        "/v1/audio/speech",
+        json={"model": models["tts"], "input": SENTENCE, "response_format": "wav"},
+    )
     if speech.status_code != 200:
         return {
             "name": "speech_round_trip",

@@ -16,7 +16,9 @@ STAGES = ("stt_ms", "llm_ttft_ms", "llm_total_ms", "tts_ms", "total_ms")
 async def make_utterance(client: httpx.AsyncClient, text: str = UTTERANCE) -> bytes:
     """A real utterance, spoken by the unit's own TTS."""
     tts = (await served_models(client))["tts"]
-    resp = await client.post("/v1/audio/speech", json={"model": tts, "input": text})
+    resp = await client.post(
+        "/v1/audio/speech", json={"model": tts, "input": text, "response_format": "wav"}
+    )
     resp.raise_for_status()
     return resp.content
 

@@ -20,10 +20,22 @@ PCM16 = npt.NDArray[np.int16]
 
 
 @dataclass
+class Word:
+    start: float
+    end: float
+    word: str
+
+
+@dataclass
 class Segment:
     start: float
     end: float
     text: str
+    # filled when word timestamps were asked for
+    words: list[Word] = field(default_factory=list)
+
+
+STTTask = Literal["transcribe", "translate"]
 
 
 @dataclass
@@ -36,6 +48,8 @@ class Transcript:
 
 class STTEngine(Protocol):
     model_name: str
+    # whisper's translate task (speech in any language -> English text) needs one
+    multilingual: bool
 
     def transcribe(
         self,
@@ -44,12 +58,29 @@ class STTEngine(Protocol):
         language: str | None = None,
         prompt: str | None = None,
         temperature: float = 0.0,
+        word_timestamps: bool = False,
+        task: STTTask = "transcribe",
         bias_names: Sequence[str] = (),
         on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio. `bias_names` (device and area names) make
         the decoder likelier to write those names; `on_segment` is called (in the calling
         thread) with each segment as soon as it is decoded, before the whole is done."""
+        ...
+
+    def segments(
+        self,
+        audio: FloatAudio,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float = 0.0,
+        word_timestamps: bool = False,
+        task: STTTask = "transcribe",
+        bias_names: Sequence[str] = (),
+    ) -> tuple[Iterator[Segment], str]:
+        """The segments as they are decoded (a lazy iterator: each next() decodes), and the
+        language."""
         ...
 
 

@@ -79,8 +79,8 @@ class ForcedCall:
         )
 
     def feed(self, text: str) -> list[ToolCallDelta]:
+        self._buffer.append(text)
         if self.name is None:
-            self._buffer.append(text)
             return []
         delta = ToolCallDelta(index=0, arguments=text)
         if not self._sent_head:
@@ -92,12 +92,12 @@ class ForcedCall:
         """What is still due at the end: a named call that streamed nothing still gets its
         head; a "required" reply becomes its call, or, when it is not one (cut short by
         max_tokens), it comes back as text rather than being dropped."""
+        text = "".join(self._buffer)
         if self.name is not None:
-            self.made_call = True
+            self.made_call = _parses(text)
             if self._sent_head:
                 return None
             return LLMChunk(tool_calls=[ToolCallDelta(index=0, id=self._id, name=self.name)])
-        text = "".join(self._buffer)
         try:
             call: Any = json.loads(text)
             name, arguments = call["name"], call["arguments"]
@@ -108,7 +108,17 @@ class ForcedCall:
         return LLMChunk(tool_calls=[delta])
 
     def finish_reason(self, backend_reason: str | None) -> str:
-        """OpenAI's "tool_calls" for a reply that ended as a call ("length" stays)."""
-        if self.made_call and backend_reason in (None, "stop"):
+        """OpenAI's "tool_calls" for a reply that is a whole call; the backend's reason
+        ("length") for one cut short. A whole call may still end at max_tokens: the grammar
+        lets whitespace follow the JSON, and a small model can pad with it."""
+        if self.made_call:
             return "tool_calls"
         return backend_reason or "stop"
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

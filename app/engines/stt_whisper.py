@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from faster_whisper import WhisperModel
 
-from app.engines.base import STT_SAMPLE_RATE, FloatAudio, Segment, Transcript
+from app.engines.base import STT_SAMPLE_RATE, FloatAudio, Segment, STTTask, Transcript, Word
 from app.settings import STTSettings
 
 
@@ -34,6 +34,47 @@ class WhisperSTT:
             cpu_threads=settings.cpu_threads,
             num_workers=settings.concurrency,
         )
+        self.multilingual = bool(self._model.model.is_multilingual)
+
+    def segments(
+        self,
+        audio: FloatAudio,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float = 0.0,
+        word_timestamps: bool = False,
+        task: STTTask = "transcribe",
+        bias_names: Sequence[str] = (),
+    ) -> tuple[Iterator[Segment], str]:
+        names = bias_text(bias_names) if self._bias_with != "off" else None
+        hotwords = names if self._bias_with == "hotwords" else None
+        if self._bias_with == "prompt" and names:
+            # the caller's own prompt goes last: whisper weighs the most recent context most
+            prompt = f"{names}. {prompt}" if prompt else f"{names}."
+        decoded, info = self._model.transcribe(
+            audio,
+            # translate: the spoken language is detected unless given
+            language=language or (self._default_language if task == "transcribe" else None),
+            initial_prompt=prompt,
+            hotwords=hotwords,
+            temperature=temperature,
+            beam_size=self._beam_size,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            word_timestamps=word_timestamps,
+            task=task,
+        )
+        segments = (  # lazy: each segment is decoded as it is asked for
+            Segment(
+                start=s.start,
+                end=s.end,
+                text=s.text,
+                words=[Word(w.start, w.end, w.word) for w in s.words or []],
+            )
+            for s in decoded
+        )
+        return segments, info.language
 
     def transcribe(
         self,
@@ -42,33 +83,23 @@ class WhisperSTT:
         language: str | None = None,
         prompt: str | None = None,
         temperature: float = 0.0,
+        word_timestamps: bool = False,
+        task: STTTask = "transcribe",
         bias_names: Sequence[str] = (),
         on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
-        names = bias_text(bias_names) if self._bias_with != "off" else None
-        hotwords = names if self._bias_with == "hotwords" else None
-        if self._bias_with == "prompt" and names:
-            # the caller's own prompt goes last: whisper weighs the most recent context most
-            prompt = f"{names}. {prompt}" if prompt else f"{names}."
-        segments, info = self._model.transcribe(
-            audio,
-            language=language or self._default_language,
-            initial_prompt=prompt,
-            hotwords=hotwords,
-            temperature=temperature,
-            beam_size=self._beam_size,
-            condition_on_previous_text=False,
-            vad_filter=False,
-        )
+        segments, detected = self.segments(
+            audio, language=language, prompt=prompt, temperature=temperature,
+            word_timestamps=word_timestamps, task=task, bias_names=bias_names,
+        )  # fmt: skip
         parts: list[Segment] = []
-        for s in segments:  # a lazy generator: each segment is decoded as it is asked for
-            part = Segment(start=s.start, end=s.end, text=s.text)
+        for part in segments:
             parts.append(part)
             if on_segment is not None:
                 on_segment(part)
         return Transcript(
             text="".join(p.text for p in parts).strip(),
-            language=info.language,
+            language=detected,
             duration_s=len(audio) / STT_SAMPLE_RATE,
             segments=parts,
         )

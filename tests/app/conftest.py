@@ -137,7 +137,10 @@ def service(request: pytest.FixtureRequest) -> Service:
 def speech_wav(server_service: Service) -> bytes:
     """A real utterance, spoken by the service's own TTS."""
     with server_service.client() as c:
-        r = c.post("/v1/audio/speech", json={"model": "piper", "input": SPOKEN, "voice": "joe"})
+        r = c.post(
+            "/v1/audio/speech",
+            json={"model": "piper", "input": SPOKEN, "voice": "joe", "response_format": "wav"},
+        )
         r.raise_for_status()
         return r.content
 

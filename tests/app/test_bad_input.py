@@ -60,11 +60,30 @@ BAD: dict[str, tuple[Callable[[httpx.Client], httpx.Response], int, str]] = {
         400, "invalid_audio",
     ),
     "wrong sample rate": (lambda c: transcribe(c, wav_declaring_rate(4000)), 400, "invalid_audio"),
-    "stereo": (lambda c: transcribe(c, wav(1.0, channels=2)), 400, "invalid_audio"),
     "oversize upload": (lambda c: transcribe(c, wav(70.0)), 413, "upload_too_large"),
     "too-long audio": (lambda c: transcribe(c, wav(25.0)), 413, "audio_too_long"),
     "unsupported transcript format": (
-        lambda c: transcribe(c, wav(1.0), response_format="srt"), 400, "unsupported_format"
+        lambda c: transcribe(c, wav(1.0), response_format="docx"), 400, "invalid_request"
+    ),
+    "transcription: unknown form field": (
+        lambda c: transcribe(c, wav(1.0), diarize="true"), 400, "unsupported_parameter"
+    ),
+    "chat: unknown field": (lambda c: chat(c, logprobs=True), 400, "unsupported_parameter"),
+    "chat: unknown message field": (
+        lambda c: chat(c, messages=[{"role": "user", "content": "hi", "audio": {}}]),
+        400, "unsupported_parameter",
+    ),
+    "chat: tool_choice names no tool": (
+        lambda c: chat(
+            c, tool_choice={"type": "function", "function": {"name": "nope"}},
+            tools=[{"type": "function", "function": {"name": "get_time"}}],
+        ),
+        400, "invalid_request",
+    ),
+    "chat: image content": (
+        lambda c: chat(c, messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]),
+        400, "invalid_request",
     ),
     "huge text": (
         lambda c: chat(c, messages=[{"role": "user", "content": "x" * 20000}]),
@@ -98,11 +117,30 @@ BAD: dict[str, tuple[Callable[[httpx.Client], httpx.Response], int, str]] = {
         ),
         400, "unknown_voice",
     ),
-    "speech: mp3 not offered": (
+    "speech: ogg not offered": (
         lambda c: c.post(
-            "/v1/audio/speech", json={"model": "piper", "input": "hi", "response_format": "mp3"}
+            "/v1/audio/speech", json={"model": "piper", "input": "hi", "response_format": "ogg"}
         ),
         400, "invalid_request",
+    ),
+    "speech: unknown field": (
+        lambda c: c.post(
+            "/v1/audio/speech", json={"model": "piper", "input": "hi", "pitch": 2}
+        ),
+        400, "unsupported_parameter",
+    ),
+    "translation: English-only model": (
+        lambda c: c.post(
+            "/v1/audio/translations", files={"file": ("a.wav", wav(1.0), "audio/wav")},
+            data={"model": "whisper-1"},
+        ),
+        400, "translation_unsupported",
+    ),
+    "voice: unknown form field": (
+        lambda c: c.post(
+            "/v1/voice", files={"file": ("s.wav", wav(1.0), "audio/wav")}, data={"voice": "x"}
+        ),
+        400, "unsupported_parameter",
     ),
     "voice: silence": (
         lambda c: c.post("/v1/voice", files={"file": ("s.wav", wav(2.0), "audio/wav")}),

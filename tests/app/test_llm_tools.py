@@ -93,7 +93,7 @@ def _assert_one_call(chunks: list[LLMChunk], names: set[str]) -> dict[str, Any]:
 
 async def test_a_named_tool_choice_streams_that_functions_call(llm: LLMEngine) -> None:
     params = ChatParams(
-        max_tokens=40, temperature=0.0, tools=[WEATHER, TIME], tool_choice=ForcedTool(WEATHER.name)
+        max_tokens=48, temperature=0.0, tools=[WEATHER, TIME], tool_choice=ForcedTool(WEATHER.name)
     )
     chunks, _ = await _run(llm, ASK, params)
     arguments = _assert_one_call(chunks, {WEATHER.name})
@@ -102,7 +102,7 @@ async def test_a_named_tool_choice_streams_that_functions_call(llm: LLMEngine) -
 
 async def test_required_tool_choice_calls_one_of_the_tools(llm: LLMEngine) -> None:
     params = ChatParams(
-        max_tokens=40, temperature=0.0, tools=[WEATHER, TIME], tool_choice="required"
+        max_tokens=48, temperature=0.0, tools=[WEATHER, TIME], tool_choice="required"
     )
     chunks, _ = await _run(llm, ASK, params)
     _assert_one_call(chunks, {WEATHER.name, TIME.name})

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 
 def _speak(svc: Service, text: str) -> tuple[PCM, int]:
     with svc.client() as c:
-        r = c.post("/v1/audio/speech", json={"model": "piper", "input": text})
+        r = c.post(
+            "/v1/audio/speech", json={"model": "piper", "input": text, "response_format": "wav"}
+        )
         r.raise_for_status()
     pcm, rate = wav_pcm(r.content)
     return trim_silence(pcm, rate), rate

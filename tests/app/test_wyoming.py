@@ -90,7 +90,7 @@ def spoken(unit: Unit) -> tuple[bytes, int]:
     """SPOKEN as 16-bit mono PCM, spoken by the service's own TTS (HTTP route)."""
     r = httpx.post(
         f"{unit.url}/v1/audio/speech",
-        json={"model": "piper", "input": SPOKEN, "voice": "joe"},
+        json={"model": "piper", "input": SPOKEN, "voice": "joe", "response_format": "wav"},
         headers={"Authorization": f"Bearer {API_KEY}"},
         timeout=60,
     )
