@@ -14,6 +14,7 @@ clocks are being cut (the GPU/CPU clock gauges show by how much).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -196,6 +197,32 @@ def render(sample: dict[str, Any] | None, trip_c: float, age_s: float | None) ->
     return "\n".join(out) + "\n"
 
 
+def render_filesystems(paths: list[str]) -> str:
+    """Free and total bytes of each path's filesystem (models and releases fill the disk)."""
+    avail, size = [], []
+    for path in paths:
+        try:
+            st = os.statvfs(path)
+        except OSError:
+            continue
+        avail.append(
+            f'voicefleet_unit_filesystem_avail_bytes{{mountpoint="{path}"}} '
+            f"{st.f_bavail * st.f_frsize}"
+        )
+        size.append(
+            f'voicefleet_unit_filesystem_size_bytes{{mountpoint="{path}"}} '
+            f"{st.f_blocks * st.f_frsize}"
+        )
+    return (
+        "# HELP voicefleet_unit_filesystem_avail_bytes Bytes free to unprivileged users.\n"
+        "# TYPE voicefleet_unit_filesystem_avail_bytes gauge\n"
+        + "".join(line + "\n" for line in avail)
+        + "# HELP voicefleet_unit_filesystem_size_bytes Filesystem size.\n"
+        "# TYPE voicefleet_unit_filesystem_size_bytes gauge\n"
+        + "".join(line + "\n" for line in size)
+    )
+
+
 class Collector:
     """Keeps one tegrastats child and the latest parsed sample; restarts the child if it dies."""
 
@@ -240,6 +267,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--interval-ms", type=int, default=1000)
     parser.add_argument("--tegrastats", default="/usr/bin/tegrastats")
     parser.add_argument("--throttle-trip-c", type=float, default=99.0)
+    parser.add_argument(
+        "--filesystem", action="append", help="report free space of this path's filesystem"
+    )
     args = parser.parse_args(argv)
     collector = Collector(args.tegrastats, args.interval_ms)
     threading.Thread(target=collector.run, daemon=True).start()
@@ -250,7 +280,8 @@ def main(argv: list[str]) -> int:
                 self.send_error(404, "only /metrics is served")
                 return
             sample, age = collector.latest()
-            body = render(sample, args.throttle_trip_c, age).encode()
+            text = render(sample, args.throttle_trip_c, age)
+            body = (text + render_filesystems(args.filesystem or ["/"])).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))

@@ -61,6 +61,8 @@ def test_exporter_serves_the_fake_and_flags_throttling(
             "200",
             "--tegrastats",
             str(wrapper),
+            "--filesystem",
+            str(tmp_path),
         ],
         env=fake_env,
     )
@@ -75,6 +77,9 @@ def test_exporter_serves_the_fake_and_flags_throttling(
             "VDD_SOC",
         }
         assert cool["jetson_gpu_frequency_mhz"][0][1] == 1020
+        (avail,) = cool["voicefleet_unit_filesystem_avail_bytes"]
+        (size,) = cool["voicefleet_unit_filesystem_size_bytes"]
+        assert avail[0] == {"mountpoint": str(tmp_path)} and 0 < avail[1] <= size[1]
 
         Path(fake_env["FAKE_L4T_TEGRASTATS_STATE"]).write_text("tj_c=102\n")
         hot = _wait_for(url, "jetson_thermal_throttling", 1)
