@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,3 +114,19 @@ def test_generated_config_from_the_inventory(tmp_path: Path, inventory: str) -> 
         gates_file = gate_file if gate_file.exists() else src / "group_vars/all/bench.yml"
         gate = yaml.safe_load(gates_file.read_text())["bench_thresholds"]
         assert turn[group] == f"vector({gate['voice_turn_ms_max'] / 1000.0})"
+
+
+def test_dashboard_reads_only_series_the_rules_record() -> None:
+    """The Grafana dashboard's recorded series (unit:..., voicefleet:...) all exist in the rules,
+    so a renamed rule cannot leave an empty panel behind."""
+    dashboard = json.loads(
+        (ROOT / "roles/monitoring/files/grafana/voicefleet-fleet.json").read_text()
+    )
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\b((?:unit|voicefleet):[a-z_:0-9]+)", e)}
+    rules = yaml.safe_load((ROOT / "roles/monitoring/files/rules/voicefleet.rules.yml").read_text())
+    recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+    template = (ROOT / "roles/monitoring/templates/thresholds.rules.yml.j2").read_text()
+    recorded |= set(re.findall(r"record: (\S+)", template))
+    assert used and used <= recorded, used - recorded
+    assert dashboard["uid"] and "id" not in dashboard  # provisioning-ready: no instance id
