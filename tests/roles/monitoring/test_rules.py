@@ -30,6 +30,15 @@ def _promtool() -> str:
     return path
 
 
+def units_of(hosts: dict) -> list[str]:
+    return [
+        h
+        for g, e in hosts["all"]["children"].items()
+        if g != "monitoring"
+        for h in e.get("hosts", {})
+    ]
+
+
 def test_promtool_rule_tests_pass() -> None:
     run = subprocess.run(
         [_promtool(), "test", "rules", "rules_test.yml"],
@@ -58,11 +67,11 @@ def test_generated_config_from_the_inventory(tmp_path: Path, inventory: str) -> 
     key = tmp_path / "id_ed25519"
     key.write_text("stand-in: the render reads only that it exists\n")
     extra["monitoring_ssh_private_key_file"] = str(key)
-    for sub in ("rules", "file_sd", "keys"):
+    extra["monitoring_alert_for"] = {"LlamaServerDown": "10s"}
+    for sub in ("rules", "file_sd", "keys", "tunnels"):
         (out / sub).mkdir(parents=True)
     (out / "keys/voicefleet.key").write_text("x")
     (out / "keys/llama-server.key").write_text("x")
-    shutil.copy(ROOT / "roles/monitoring/files/rules/voicefleet.rules.yml", out / "rules")
     run = subprocess.run(
         [
             "ansible-playbook",
@@ -91,6 +100,26 @@ def test_generated_config_from_the_inventory(tmp_path: Path, inventory: str) -> 
         check=False,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+    # the rules as rendered: the same rules, only the overridden `for` differs
+    static = yaml.safe_load(
+        (ROOT / "roles/monitoring/files/rules/voicefleet.rules.yml").read_text()
+    )
+    rendered = yaml.safe_load((out / "rules/voicefleet.rules.yml").read_text())
+    for group in static["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == "LlamaServerDown":
+                rule["for"] = "10s"
+    assert rendered == static
+    check = subprocess.run(
+        [_promtool(), "check", "rules", str(out / "rules/voicefleet.rules.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    tunnel = (out / "tunnels" / f"{sorted(units_of(hosts))[0]}.env").read_text()
+    assert "FORWARDS=-L 127.0.0.1:19000:127.0.0.1:8000 -L 127.0.0.1:19001:127.0.0.1:8080" in tunnel
 
     units = sorted(h for g in hosts["all"]["children"].values() for h in g.get("hosts", {}))
     units.remove("prom-1")
