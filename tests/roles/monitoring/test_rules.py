@@ -120,6 +120,8 @@ def test_generated_config_from_the_inventory(tmp_path: Path, inventory: str) -> 
     assert check.returncode == 0, check.stdout + check.stderr
     tunnel = (out / "tunnels" / f"{sorted(units_of(hosts))[0]}.env").read_text()
     assert "FORWARDS=-L 127.0.0.1:19000:127.0.0.1:8000 -L 127.0.0.1:19001:127.0.0.1:8080" in tunnel
+    # the unit's own login (sim: root; example: voicefleet-admin), not the monitoring host's
+    assert f"UNIT_SSH_USER={hosts['all']['vars']['ansible_user']}" in tunnel
 
     units = sorted(h for g in hosts["all"]["children"].values() for h in g.get("hosts", {}))
     units.remove("prom-1")
