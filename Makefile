@@ -16,9 +16,10 @@ demo: setup
 test: setup lint pytest molecule
 
 # Code that runs with a unit's own python3, not the service's venv: the models tool (a zipapp
-# of app/modelstore + app/gguf.py), the release tool and the Ansible modules. JetPack 6's
-# python3 is 3.10, so they must stay 3.10-compatible (the service itself needs 3.11).
-UNIT_PY310 := app/__init__.py app/gguf.py app/modelstore roles/release/files library module_utils
+# of app/modelstore + app/gguf.py), the release tool, the telemetry exporter and the Ansible
+# modules. JetPack 6's python3 is 3.10, so they must stay 3.10-compatible (the service itself
+# needs 3.11).
+UNIT_PY310 := app/__init__.py app/gguf.py app/modelstore roles/release/files roles/jetson_telemetry/files library module_utils
 
 lint:
 	ruff check app tests bench scripts

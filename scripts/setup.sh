@@ -19,7 +19,8 @@ flock -n 9 || { log "waiting for another set-up using $vf_home"; flock 9; }
 # --- apt ---------------------------------------------------------------------------------
 apt_packages=(python3-venv build-essential cmake git curl ca-certificates
   debootstrap systemd-container iptables iproute2 openssh-client rsync
-  chromium chromium-driver)
+  chromium chromium-driver
+  prometheus)  # promtool: `promtool test rules` of roles/monitoring (tests/roles/monitoring)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
