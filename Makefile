@@ -5,7 +5,7 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export VOICEFLEET_HOME ?= $(HOME)/.cache/voicefleet
 
-.PHONY: setup demo test lint pytest molecule molecule-fleet sim-down bench clean
+.PHONY: setup demo test lint lock pytest molecule molecule-fleet sim-down bench clean
 
 setup:
 	scripts/setup.sh
@@ -20,7 +20,13 @@ test: setup lint pytest molecule
 # python3 is 3.10, so they must stay 3.10-compatible (the service itself needs 3.11).
 UNIT_PY310 := app/__init__.py app/gguf.py app/modelstore roles/release/files library module_utils
 
+# The hash-locked closure a unit installs, one lock per unit target (locks/; scripts/lock.py):
+# regenerate after changing a pin in pyproject.toml, then commit locks/. Needs PyPI.
+lock:
+	python scripts/lock.py compile
+
 lint:
+	python scripts/lock.py check
 	ruff check app tests bench scripts
 	ruff format --check app tests bench scripts
 	mypy
