@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import ensurepip
 import hashlib
+import os
 import subprocess
 import sys
 import zipfile
@@ -66,17 +67,21 @@ def wheelhouse(tmp_path: Path) -> Path:
     return house
 
 
+# A unit's environment: no PYTHONPATH (the tests' one would show the checkout to `pip check`).
+UNIT_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def _install(house: Path, venv: Path) -> subprocess.CompletedProcess[str]:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     return subprocess.run(
         ["sh", str(SCRIPT), str(house), str(venv / "bin" / "python"), APP],
-        capture_output=True, text=True, timeout=180, check=False,
+        capture_output=True, text=True, timeout=180, check=False, env=UNIT_ENV,
     )  # fmt: skip
 
 
 def _imports(venv: Path, module: str) -> bool:
     probe = [str(venv / "bin" / "python"), "-c", f"import {module}"]
-    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+    return subprocess.run(probe, capture_output=True, check=False, env=UNIT_ENV).returncode == 0
 
 
 def test_the_locked_closure_and_the_app_install(wheelhouse: Path, tmp_path: Path) -> None:
@@ -85,7 +90,7 @@ def test_the_locked_closure_and_the_app_install(wheelhouse: Path, tmp_path: Path
     assert done.returncode == 0, done.stderr
     out = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import vfapp; print(vfapp.ANSWER)"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env=UNIT_ENV,
     )  # fmt: skip
     assert out.stdout.strip() == "42"
 
