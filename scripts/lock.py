@@ -140,6 +140,8 @@ def problems() -> list[str]:
 
 def select(python: str, machine: str, glibc: str) -> Target:
     """The lock for a unit: its CPython and machine, the newest lock glibc <= the unit's."""
+    if not re.fullmatch(r"\d+\.\d+", glibc):
+        raise ValueError(f"glibc {glibc!r}: the service's wheels (manylinux) need a glibc system")
     fits = [
         t
         for t in TARGETS
