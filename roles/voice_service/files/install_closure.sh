@@ -10,7 +10,9 @@ set -eu
 wheelhouse=$1
 python=$2
 app=$3
-# The unit's own pip configuration (an index, find-links) plays no part.
+# The unit's own pip configuration (an index, find-links; in files or PIP_* variables) plays no
+# part.
+for name in $(env | sed -n 's/^\(PIP_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$name"; done
 PIP_CONFIG_FILE=/dev/null
 export PIP_CONFIG_FILE
 pip_wheel=$(ls "$wheelhouse"/pip-*.whl | head -n 1)
