@@ -5,7 +5,7 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export VOICEFLEET_HOME ?= $(HOME)/.cache/voicefleet
 
-.PHONY: setup demo test lint pytest molecule molecule-fleet sim-down bench clean
+.PHONY: setup demo test lint lock pytest molecule molecule-fleet sim-down bench clean
 
 setup:
 	scripts/setup.sh
@@ -21,7 +21,13 @@ test: setup lint pytest molecule
 # needs 3.11).
 UNIT_PY310 := app/__init__.py app/gguf.py app/modelstore roles/release/files roles/jetson_telemetry/files library module_utils
 
+# The hash-locked closure a unit installs, one lock per unit target (locks/; scripts/lock.py):
+# regenerate after changing a pin in pyproject.toml, then commit locks/. Needs PyPI.
+lock:
+	python scripts/lock.py compile
+
 lint:
+	python scripts/lock.py check
 	ruff check app tests bench scripts
 	ruff format --check app tests bench scripts
 	mypy

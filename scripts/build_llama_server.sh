@@ -9,7 +9,10 @@
 #   env: JOBS (default: nproc), BUILD_ROOT (default: OUT_DIR.build),
 #        TARGET_ARCH (default: uname -m; lets the controller compute a unit's key),
 #        EXTRA_TARGETS (more binaries for the artifact, e.g. llama-quantize; part of the key),
-#        SDIST_SHA256 (--print-key only: the pinned sha256, so the tarball need not be here)
+#        SDIST_SHA256 (--print-key only: the pinned sha256, so the tarball need not be here),
+#        CROSS_TRIPLE (cross-build with that GNU toolchain, e.g. aarch64-linux-gnu from Debian's
+#        crossbuild-essential-arm64: TARGET_ARCH defaults to its machine, and the toolchain's
+#        cmake flags are part of the key, so a cross build has a key of its own)
 # The build key is sha256(arch | sdist name | sdist sha256 | cmake flags [| extra targets]):
 # the same inputs give the same key on every machine, so a key names one artifact.
 # An interrupted build of the same key resumes where it stopped (BUILD_ROOT is kept).
@@ -43,7 +46,18 @@ base_flags=(
   -DLLAMA_USE_PREBUILT_UI=OFF
   -DLLAMA_OPENSSL=OFF
 )
-flags=("${base_flags[@]}" "${extra_flags[@]}")
+cross=${CROSS_TRIPLE:-}
+cross_flags=()
+if [[ -n $cross ]]; then
+  cross_flags=(
+    -DCMAKE_SYSTEM_NAME=Linux
+    "-DCMAKE_SYSTEM_PROCESSOR=${cross%%-*}"
+    "-DCMAKE_C_COMPILER=$cross-gcc"
+    "-DCMAKE_CXX_COMPILER=$cross-g++"
+    "-DCMAKE_FIND_ROOT_PATH=/usr/$cross"
+  )
+fi
+flags=("${base_flags[@]}" "${cross_flags[@]}" "${extra_flags[@]}")
 
 if ((print_key)) && [[ -n ${SDIST_SHA256:-} ]]; then
   src_sha=$SDIST_SHA256
@@ -51,7 +65,8 @@ else
   src_sha=$(sha256sum "$sdist" | cut -c1-64)
 fi
 sdist_name=$(basename "$sdist" .tar.gz)
-arch=${TARGET_ARCH:-$(uname -m)}
+arch=${TARGET_ARCH:-${cross:+${cross%%-*}}}
+arch=${arch:-$(uname -m)}
 key_input="$arch|$sdist_name|$src_sha|${flags[*]}"
 ((${#extra_targets[@]} == 0)) || key_input+="|${extra_targets[*]}"
 key=$(printf '%s' "$key_input" | sha256sum | cut -c1-16)
@@ -59,8 +74,13 @@ if ((print_key)); then
   echo "$key"
   exit 0
 fi
-if [[ $arch != "$(uname -m)" ]]; then
-  echo "TARGET_ARCH=$arch but this machine is $(uname -m): build on a $arch host" >&2
+if [[ -n $cross ]]; then
+  command -v "$cross-g++" >/dev/null \
+    || { echo "CROSS_TRIPLE=$cross: no $cross-g++ (apt-get install crossbuild-essential-${arch/aarch64/arm64})" >&2; exit 1; }
+  [[ $arch == "${cross%%-*}" ]] \
+    || { echo "TARGET_ARCH=$arch does not match CROSS_TRIPLE=$cross" >&2; exit 1; }
+elif [[ $arch != "$(uname -m)" ]]; then
+  echo "TARGET_ARCH=$arch but this machine is $(uname -m): build on a $arch host or cross-build (CROSS_TRIPLE)" >&2
   exit 1
 fi
 

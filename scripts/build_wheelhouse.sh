@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Build, on the controller, everything a unit needs to install the voice service without a
 # network or a compiler: the voicefleet wheel (`pip wheel --no-deps .`) and a wheelhouse of
-# its pinned dependencies for the unit's platform. Units install with
-# `pip install --no-index --find-links` (roles/voice_service); nothing is built on a unit.
+# the hash-locked closure of its dependencies for the unit's target (locks/, `make lock`).
+# Units install with `pip install --require-hashes --no-index` (roles/voice_service); nothing
+# is built on a unit.
 #
 #   scripts/build_wheelhouse.sh [OUT_ROOT]     (default $VOICEFLEET_HOME/wheelhouse)
 #
-# Cached and keyed: deps-<key>/ by a hash of the pins (pyproject dependencies + target platform),
+# Cached and keyed: deps-<key>/ by a hash of the lock file and the target's platform tags,
 # app-<key>/ by a hash of the package sources. A second run builds nothing. Prints one JSON
-# line: {"key", "version", "app_dir", "deps_dir", "wheel", "changed"}; `key` names the unit's venv.
+# line: {"key", "version", "app_dir", "deps_dir", "wheel", "lock", "changed"}; `key` names the
+# unit's venv. deps-<key>/ holds the wheels, requirements.txt (the lock) and SHA256SUMS.
 # Target: UNIT_TARGET="PYTHON MACHINE GLIBC" as the unit's interpreter reports it (the role's
 # preflight probes it), e.g. "3.11 aarch64 2.35" for a JetPack 6 unit; empty: the controller's
-# own. When the controller's pip can build for the unit (same CPython and machine, a unit glibc
-# no older: the simulated Debian 12 units) the dependencies are `pip wheel`ed here, so an
-# sdist-only one is built once on the controller. Otherwise they come as binary wheels only
-# (`pip download --only-binary`) for every manylinux tag the unit's glibc can load
-# (scripts/wheel_target.py); a pin without such a wheel fails here, before any unit changes.
+# own. scripts/lock.py picks the lock for it; every wheel is a binary one downloaded for every
+# manylinux tag the unit's glibc can load (scripts/wheel_target.py) and checked against the
+# lock's hashes, so two builds hold the same bytes; a pin without such a wheel, or a file
+# whose hash the lock does not list, fails here, before any unit changes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,20 +28,17 @@ mkdir -p "$out"
 exec 9>"$out/.lock"
 flock 9
 
-target=$("$python" -c 'import sys, sysconfig; print(sysconfig.get_platform(), sys.implementation.cache_tag)')
-download_args=()
-if [[ -n $unit_target ]]; then
-  read -r -a unit <<<"$unit_target"
-  [[ ${#unit[@]} -eq 3 ]] || { echo "UNIT_TARGET: expected 'PYTHON MACHINE GLIBC', got '$unit_target'" >&2; exit 2; }
-  planned=$("$python" scripts/wheel_target.py "${unit[@]}") || exit 2
-  if [[ -n $planned ]]; then
-    mapfile -t download_args <<<"$planned"
-    target="${unit[*]} binary-only"
-  fi
+if [[ -z $unit_target ]]; then
+  unit_target=$("$python" -c 'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.machine(), platform.libc_ver()[1])')
 fi
+read -r -a unit <<<"$unit_target"
+[[ ${#unit[@]} -eq 3 ]] || { echo "UNIT_TARGET: expected 'PYTHON MACHINE GLIBC', got '$unit_target'" >&2; exit 2; }
+planned=$("$python" scripts/wheel_target.py "${unit[@]}") || exit 2
+mapfile -t download_args <<<"$planned"
+lock=$("$python" scripts/lock.py select "${unit[@]}") || exit 2
 version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
-requirements=$("$python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
-deps_key=$(printf '%s\n%s\npip-wheelhouse-v1\n' "$requirements" "$target" | sha256sum | cut -c1-16)
+deps_key=$( { cat "$lock"; printf '%s\n' "${download_args[@]}" locked-wheelhouse-v1; } \
+  | sha256sum | cut -c1-16)
 # The package as pip builds it: pyproject + every file under app/ that git tracks or would.
 src_key=$( { cat pyproject.toml; git ls-files -co --exclude-standard app \
   | LC_ALL=C sort | while read -r f; do [[ -f $f ]] && printf '%s\n' "$f" && cat "$f"; done; } \
@@ -53,17 +51,13 @@ changed=false
 if [[ ! -f $deps_dir/.complete ]]; then
   changed=true
   rm -rf "$deps_dir.tmp" && mkdir -p "$deps_dir.tmp"
-  printf '%s\n' "$requirements" >"$deps_dir.tmp/requirements.txt"
-  if [[ ${#download_args[@]} -gt 0 ]]; then
-    "$python" -m pip download -q "${download_args[@]}" \
-      -r "$deps_dir.tmp/requirements.txt" -d "$deps_dir.tmp" pip \
-      || { echo "build_wheelhouse: a pin has no binary wheel for CPython ${unit[0]} on" \
-             "${unit[1]} with glibc ${unit[2]} (pip's error above)" >&2; exit 1; }
-  else
-    # pip wheel: binary wheels as published; anything only published as an sdist is built here,
-    # once, on the controller.
-    "$python" -m pip wheel -q -r "$deps_dir.tmp/requirements.txt" -w "$deps_dir.tmp" pip
-  fi
+  cp "$lock" "$deps_dir.tmp/requirements.txt"
+  "$python" -m pip download -q --require-hashes "${download_args[@]}" \
+    -r "$deps_dir.tmp/requirements.txt" -d "$deps_dir.tmp" \
+    || { echo "build_wheelhouse: the closure of $lock did not download for CPython ${unit[0]}" \
+           "on ${unit[1]} with glibc ${unit[2]} (pip's error above: a wheel missing for that" \
+           "target, or one whose hash the lock does not list)" >&2; exit 1; }
+  (cd "$deps_dir.tmp" && sha256sum -- *.whl >SHA256SUMS)
   touch "$deps_dir.tmp/.complete"
   rm -rf "$deps_dir" && mv "$deps_dir.tmp" "$deps_dir"
 fi
@@ -78,5 +72,5 @@ if [[ ! -f $app_dir/.complete ]]; then
 fi
 
 wheel=$(cd "$app_dir" && ls voicefleet-*.whl)
-printf '{"key": "%s", "version": "%s", "app_dir": "%s", "deps_dir": "%s", "wheel": "%s", "changed": %s}\n' \
-  "$key" "$version" "$app_dir" "$deps_dir" "$wheel" "$changed"
+printf '{"key": "%s", "version": "%s", "app_dir": "%s", "deps_dir": "%s", "wheel": "%s", "lock": "%s", "changed": %s}\n' \
+  "$key" "$version" "$app_dir" "$deps_dir" "$wheel" "${lock#"$root"/}" "$changed"

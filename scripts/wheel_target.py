@@ -10,16 +10,17 @@ need (``manylinux_2_28_aarch64``; the legacy ``manylinux2014`` is glibc 2.17), a
 every package whose aarch64 wheels are ``manylinux_2_28`` (numpy 2.3+, av): the wheelhouse
 fails to resolve. This lists every tag the unit's glibc can load, newest first.
 
-    wheel_target.py PY MACHINE GLIBC   the pip download arguments for that unit, one per line;
-                                       nothing when the controller's own pip builds for it;
-                                       exit 2 (with why) for a target the service cannot run on
+    wheel_target.py PY MACHINE GLIBC   the pip download arguments for that unit, one per line
+                                       (binary wheels only, also for the controller's own
+                                       target: a wheel built here would not match the lock's
+                                       hashes); exit 2 (with why) for a target the service
+                                       cannot run on
 
 Used by scripts/build_wheelhouse.sh; tested in tests/roles/voice_service/test_wheel_target.py.
 """
 
 from __future__ import annotations
 
-import platform
 import re
 import sys
 
@@ -60,18 +61,6 @@ def check_python(version: str) -> str:
     return f"{major}.{minor}"
 
 
-def is_controllers_own(python: str, machine: str, glibc: str) -> bool:
-    """True when wheels pip picks for this controller also load on the unit: same CPython
-    minor version and machine, and a unit glibc no older than the controller's."""
-    own_glibc = platform.libc_ver()[1]
-    return (
-        parse_version(python, "python") == sys.version_info[:2]
-        and machine == platform.machine()
-        and bool(own_glibc)
-        and parse_version(glibc, "glibc") >= parse_version(own_glibc, "glibc")
-    )
-
-
 def pip_args(python: str, machine: str, glibc: str) -> list[str]:
     """`pip download` arguments for binary wheels for the target (ValueError if it is not one
     the service can run on)."""
@@ -98,8 +87,7 @@ def main(argv: list[str]) -> int:
     except ValueError as err:
         print(f"wheel_target: {err}", file=sys.stderr)
         return 2
-    if not is_controllers_own(*argv[1:]):
-        print("\n".join(args))
+    print("\n".join(args))
     return 0
 
 

@@ -360,17 +360,21 @@ def test_corrupt_model_fails_the_unit_before_anything_is_replaced(
 
 
 def test_a_unit_without_a_usable_python_fails_preflight_and_keeps_serving(first: Run) -> None:
-    """A unit whose voice_service_python does not exist (a JetPack 6 unit before python3.11 is
-    installed) is refused by the preflight with what to do, before anything changes."""
+    """A unit with no CPython 3.11 (its voice_service_python missing, the packaged path too) and
+    no package source for one (a JetPack 6 unit without universe) is refused by the preflight
+    with what to do, before anything changes."""
     before = release(NANO)
-    host_vars(NANO, {"voice_service_python": "/usr/bin/python3.10"})
+    host_vars(NANO, {"voice_service_python": "/usr/bin/python3.10",
+                     "voice_service_python_packaged_path": "/opt/python3.11/bin/python3.11",
+                     "voice_service_python_package": "python3.11-site-build"})  # fmt: skip
     try:
         run = site(f"fleet-{int(time.time())}-python", "--limit", NANO)
     finally:
         host_vars(NANO, None)
     assert run.rc != 0
-    assert "/usr/bin/python3.10 on this unit is missing." in run.out, run.out[-3000:]
-    assert "needs CPython 3.11 or newer" in run.out
+    assert "this unit has no CPython 3.11 (/usr/bin/python3.10," in run.out, run.out[-3000:]
+    assert "its apt sources offer no python3.11-site-build" in run.out
+    assert "voice_service_python_apt_repo to a site mirror" in run.out
     assert "TASK [Mark the unit as started" not in run.out  # the rollout never began
     assert release(NANO)["current"] == before["current"]
     serves(NANO)

@@ -57,6 +57,15 @@ def test_key_is_stable_and_depends_on_every_input() -> None:
     assert key(EXTRA_TARGETS="llama-quantize") != base
 
 
+def test_a_cross_build_has_a_key_of_its_own() -> None:
+    # aarch64 built here with Debian's cross toolchain: not the key of a build on an aarch64
+    # host with the same flags, nor an x86_64 one; the arch comes from the triple
+    cross = key(arch="aarch64", CROSS_TRIPLE="aarch64-linux-gnu")
+    assert cross == key(arch="", CROSS_TRIPLE="aarch64-linux-gnu")
+    assert cross not in {key(arch="aarch64"), key(arch="x86_64")}
+    assert cross != key(arch="aarch64", CROSS_TRIPLE="aarch64-linux-gnu", EXTRA_TARGETS="x")
+
+
 def test_pinned_sha_gives_the_same_key_as_hashing_the_file(tmp_path: Path) -> None:
     # The controller computes keys from the pin; a build hashes the tarball it has.
     sdist = tmp_path / SDIST_NAME

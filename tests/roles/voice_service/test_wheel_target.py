@@ -60,19 +60,6 @@ def test_bad_targets_are_refused_with_the_reason(
         wt.pip_args(python, machine, glibc)
 
 
-def test_controllers_own_target_only_when_its_wheels_load_on_the_unit() -> None:
-    import platform
-
-    own = f"{sys.version_info.major}.{sys.version_info.minor}"
-    machine, glibc = platform.machine(), platform.libc_ver()[1]
-    assert wt.is_controllers_own(own, machine, glibc)
-    major, minor = wt.parse_version(glibc, "glibc")
-    assert wt.is_controllers_own(own, machine, f"{major}.{minor + 1}")  # a newer unit glibc
-    assert not wt.is_controllers_own(own, machine, f"{major}.{minor - 1}")  # an older one
-    assert not wt.is_controllers_own(own, "aarch64" if machine != "aarch64" else "x86_64", glibc)
-    assert not wt.is_controllers_own("3.99", machine, glibc)
-
-
 def _wheel(directory: Path, name: str, tag: str) -> Path:
     """A minimal valid wheel (metadata only) with the given platform tag."""
     path = directory / f"{name}-1.0-cp311-cp311-{tag}.whl"
