@@ -95,10 +95,10 @@ def install_error_handlers(app: FastAPI) -> None:
         param = ".".join(loc) or None
         if first.get("type") == "extra_forbidden":
             # a field the service does not implement: named, never silently dropped
-            return error_response(
+            return _shaped(request, error_response(
                 400, f"{param!r} is not supported by {request.url.path}",
                 "unsupported_parameter", param,
-            )  # fmt: skip
+            ))  # fmt: skip
         message = f"{param}: {first.get('msg')}" if param else str(first.get("msg", exc))
         return _shaped(request, error_response(400, message, "invalid_request", param))
 

@@ -24,6 +24,8 @@ from app.engines.base import (
     RequestRejectedError,
     Segment,
     STTTask,
+    ToolCall,
+    ToolCallCollector,
     Transcript,
     TTSEngine,
     UnsupportedRequestError,
@@ -215,15 +217,33 @@ async def llm_stream(
         metrics.llm_tokens_per_second.observe((timings.completion_tokens - 1) / decode_s)
 
 
+async def whole_reply(chunks: AsyncGenerator[LLMChunk, None]) -> tuple[str, list[ToolCall]]:
+    """A stream's text and its tool calls joined whole (the non-streamed answers)."""
+    parts: list[str] = []
+    calls = ToolCallCollector()
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            parts.append(chunk.text)
+            calls.add(chunk.tool_calls)
+    return "".join(parts), calls.calls()
+
+
+async def first_chunk(chunks: AsyncGenerator[LLMChunk, None]) -> LLMChunk:
+    """The stream's first chunk, pulled before a streamed answer's 200: a context overflow or
+    a busy engine is then still a proper HTTP error rather than an error inside the stream."""
+    try:
+        return await anext(chunks)
+    except BaseException:
+        await chunks.aclose()
+        raise
+
+
 async def complete(
     state: ServiceState, messages: list[ChatMessage], params: ChatParams
 ) -> tuple[str, LLMTimings]:
     timings = LLMTimings()
-    parts: list[str] = []
-    async with aclosing(llm_stream(state, messages, params, timings)) as chunks:
-        async for chunk in chunks:
-            parts.append(chunk.text)
-    return "".join(parts), timings
+    text, _ = await whole_reply(llm_stream(state, messages, params, timings))
+    return text, timings
 
 
 async def synthesize(state: ServiceState, text: str, speed: float = 1.0) -> tuple[PCM16, float]:

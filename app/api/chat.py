@@ -15,9 +15,9 @@ from fastapi.responses import StreamingResponse
 from app.api.chat_request import ChatRequest, to_params
 from app.api.models import require_model
 from app.auth import check_api_key
-from app.engines.base import LLMChunk, ToolCallCollector, ToolCallDelta
+from app.engines.base import LLMChunk, ToolCallDelta
 from app.errors import APIError
-from app.pipeline import LLMTimings, llm_stream
+from app.pipeline import LLMTimings, first_chunk, llm_stream, whole_reply
 from app.state import State
 
 router = APIRouter(dependencies=[Depends(check_api_key)])
@@ -42,15 +42,10 @@ async def chat_completions(state: State, req: ChatRequest) -> dict[str, Any] | S
     chunks = llm_stream(state, messages, params, timings)
 
     if not req.stream:
-        parts: list[str] = []
-        calls = ToolCallCollector()
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                parts.append(chunk.text)
-                calls.add(chunk.tool_calls)
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(parts) or None}
-        if calls.calls():
-            message["tool_calls"] = [c.to_openai() for c in calls.calls()]
+        text, calls = await whole_reply(chunks)
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if calls:
+            message["tool_calls"] = [c.to_openai() for c in calls]
         elif message["content"] is None:
             message["content"] = ""
         return {
@@ -60,13 +55,7 @@ async def chat_completions(state: State, req: ChatRequest) -> dict[str, Any] | S
             "usage": _usage(timings),
         }
 
-    # Pull the first chunk before answering, so a context overflow or a busy engine is
-    # still a proper HTTP error rather than an error inside a 200 stream.
-    try:
-        first = await anext(chunks)
-    except BaseException:
-        await chunks.aclose()
-        raise
+    first = await first_chunk(chunks)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     return StreamingResponse(
         _sse(chunks, first, base, timings, include_usage),

@@ -39,7 +39,7 @@ from app.auth import check_api_key
 from app.engines.base import LLMChunk, ToolCall, ToolCallCollector
 from app.errors import APIError
 from app.gguf import GGUFError, read_header
-from app.pipeline import LLMTimings, llm_stream
+from app.pipeline import LLMTimings, first_chunk, llm_stream, whole_reply
 from app.state import ServiceState, State
 
 
@@ -106,15 +106,10 @@ async def chat(state: State, req: ChatRequest) -> dict[str, Any] | StreamingResp
     timings = LLMTimings()
     chunks = llm_stream(state, messages, params, timings)
     if not req.stream:
-        parts: list[str] = []
-        calls = ToolCallCollector()
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                parts.append(chunk.text)
-                calls.add(chunk.tool_calls)
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(parts)}
-        if calls.calls():
-            message["tool_calls"] = ollama_tool_calls(calls.calls())
+        text, calls = await whole_reply(chunks)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = ollama_tool_calls(calls)
         return {
             "model": model,
             "created_at": _now(),
@@ -123,12 +118,7 @@ async def chat(state: State, req: ChatRequest) -> dict[str, Any] | StreamingResp
             "done_reason": _done_reason(timings),
             **_counts(timings),
         }
-    # the first token before the 200: a busy engine or a context overflow is an HTTP error
-    try:
-        first = await anext(chunks)
-    except BaseException:
-        await chunks.aclose()
-        raise
+    first = await first_chunk(chunks)
     return StreamingResponse(
         _ndjson(model, chunks, first, timings),
         media_type="application/x-ndjson",
