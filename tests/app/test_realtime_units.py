@@ -46,7 +46,7 @@ def test_history_keeps_system_prompt_and_trims_oldest_turns_in_one_block() -> No
     assert h.estimate("next") <= h.budget(64)
     # the kept turns are the newest, whole (user then assistant)
     assert prompt[-2]["content"].startswith("answer 39")
-    assert [m["role"] for m in prompt[1:-1]] == ["user", "assistant"] * len(h.turns)
+    assert [m["role"] for m in prompt[1:-1]] == ["user", "assistant"] * h.turns
     # between trims the prefix is stable: adding a turn changes nothing before it
     before = h.messages("next", max_tokens=64)[:-1]
     trims = h.trims
@@ -113,3 +113,21 @@ async def test_outbox_refuses_a_reader_too_far_behind_and_drops_cancelled_turns(
     assert box.drop_turn(1) == 3  # the transcript stays
     assert (await box.get()).event["type"] == "transcript"
     box.put({"type": "response.audio", "turn": 2}, b"\0" * 90_000)  # room again
+
+
+def test_heard_text_is_a_prefix_cut_at_the_audio_played() -> None:
+    from app.realtime.heard import Spoken
+
+    reply = "The dragon woke. It flew over the hills, looking for gold. Then it slept."
+    spoken = Spoken()
+    so_far = ""
+    for piece, seconds in [("The dragon woke.", 1.0), ("It flew over the hills,", 1.2),
+                           ("looking for gold.", 1.0), ("Then it slept.", 0.8)]:  # fmt: skip
+        so_far = reply[: reply.index(piece) + len(piece)]
+        spoken.add(so_far, piece, seconds)
+    assert spoken.heard(0.5, within_piece=False) == ""
+    assert spoken.heard(1.6, within_piece=False) == "The dragon woke."
+    # the client's exact position: whole pieces plus the words of the one being played
+    assert spoken.heard(1.6, within_piece=True) == "The dragon woke. It flew"
+    assert spoken.heard(10.0, within_piece=True) == reply
+    assert reply.startswith(spoken.heard(2.9, within_piece=True))
