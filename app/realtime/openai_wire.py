@@ -239,11 +239,11 @@ class OpenAIWire(Wire):
         modalities = ["audio"] if s.audio_out else ["text"]
         voice = s.state.settings.tts.voice_name
         if self.names.beta:
-            return {"id": s.id, "object": "realtime.session", "model": self.model,
-                    "modalities": modalities, "instructions": s.history.system_prompt,
+            # no `model` here: the beta types allow only OpenAI's model names
+            return {"id": s.id, "object": "realtime.session", "modalities": modalities, "instructions": s.history.system_prompt,
                     "voice": str(voice), "input_audio_format": "pcm16",
                     "output_audio_format": "pcm16", "turn_detection": td,
-                    "input_audio_transcription": {"model": "whisper"}, "tools": [],
+                    "input_audio_transcription": {}, "tools": [],
                     "tool_choice": self.tool_choice, "temperature": s.temperature,
                     "max_response_output_tokens": s.max_tokens}  # fmt: skip
         return {"type": "realtime", "object": "realtime.session", "id": s.id,
