@@ -240,8 +240,8 @@ class OpenAIWire(Wire):
         voice = s.state.settings.tts.voice_name
         if self.names.beta:
             # no `model` here: the beta types allow only OpenAI's model names
-            return {"id": s.id, "object": "realtime.session", "modalities": modalities, "instructions": s.history.system_prompt,
-                    "voice": str(voice), "input_audio_format": "pcm16",
+            return {"id": s.id, "object": "realtime.session", "modalities": modalities,
+                    "instructions": s.history.system_prompt, "voice": str(voice), "input_audio_format": "pcm16",
                     "output_audio_format": "pcm16", "turn_detection": td,
                     "input_audio_transcription": {}, "tools": [],
                     "tool_choice": self.tool_choice, "temperature": s.temperature,

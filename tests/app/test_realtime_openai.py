@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import time
@@ -84,10 +85,8 @@ class Conversation:
             left = deadline - time.perf_counter()
             assert left > 0, f"no {kind} (x{count}) within {timeout_s} s"
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
-            except TimeoutError:
-                pass
         return self.of(kind)[count - 1]
 
     async def speak(self, pcm: PCM, before: float = 0.3, after: float = 1.2) -> None:
@@ -141,8 +140,9 @@ async def test_spoken_multi_turn_conversation_with_the_sdk(
         await conv.speak(follow_up)
         done2 = await conv.wait("response.done", count=2)
     kinds = [e["type"] for _, e in conv.events]
-    assert kinds.index("input_audio_buffer.speech_started") < kinds.index(
-        "input_audio_buffer.speech_stopped") < kinds.index("input_audio_buffer.committed")  # fmt: skip
+    order = [kinds.index(f"input_audio_buffer.{k}") for k in ("speech_started", "speech_stopped",
+                                                              "committed")]  # fmt: skip
+    assert order == sorted(order)
     transcripts = conv.of("conversation.item.input_audio_transcription.completed")
     assert "weather" in transcripts[0]["transcript"].lower()
     assert "evening" in transcripts[1]["transcript"].lower()
@@ -223,15 +223,9 @@ async def test_barge_in_keeps_only_the_heard_part(
         await conn.conversation.item.truncate(item_id=item1, content_index=0, audio_end_ms=800)
         await conv.wait("conversation.item.truncated")
         await speaking
-        # turn 2 is interrupted while it is still being generated: it is cancelled
+        # turn 2 is interrupted while it is still being generated (its TTS alone takes
+        # longer than the VAD needs to hear speech): it is cancelled
         await conv.wait("response.created", count=2, timeout_s=120)
-        first2 = [e for e in conv.of("response.output_audio.delta")
-                  if e["response_id"] != done1["id"]]  # fmt: skip
-        while not first2:
-            await conv.wait("response.output_audio.delta", count=len(conv.of(
-                "response.output_audio.delta")) + 1, timeout_s=120)  # fmt: skip
-            first2 = [e for e in conv.of("response.output_audio.delta")
-                      if e["response_id"] != done1["id"]]  # fmt: skip
         await conv.speak(question, before=0.0)
         done2 = (await conv.wait("response.done", count=2, timeout_s=120))["response"]
         t_done2 = next(t for t, e in conv.events if e.get("response", {}).get("id") == done2["id"]
@@ -266,8 +260,9 @@ async def test_bad_events_get_errors_and_the_session_goes_on(server_service: Ser
         await conn.send_raw(json.dumps({"type": "input_audio_buffer.append", "audio": "%%"}))
         await conn.session.update(session={"type": "realtime", "audio": {"input": {
             "format": {"type": "audio/pcm", "rate": 7000}}}})  # fmt: skip
-        await conn.send_raw(json.dumps({"type": "session.update",
-                                        "session": {"type": "realtime", "voicemail": 1}}))
+        await conn.send_raw(
+            json.dumps({"type": "session.update", "session": {"type": "realtime", "voicemail": 1}})
+        )
         errors = [(await conv.wait("error", count=i + 1))["error"] for i in range(5)]
         await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
         await conv.wait("session.updated")  # still serving
