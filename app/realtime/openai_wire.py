@@ -241,8 +241,9 @@ class OpenAIWire(Wire):
         if self.names.beta:
             # no `model` here: the beta types allow only OpenAI's model names
             return {"id": s.id, "object": "realtime.session", "modalities": modalities,
-                    "instructions": s.history.system_prompt, "voice": str(voice), "input_audio_format": "pcm16",
-                    "output_audio_format": "pcm16", "turn_detection": td,
+                    "instructions": s.history.system_prompt, "voice": str(voice),
+                    "input_audio_format": "pcm16", "output_audio_format": "pcm16",
+                    "turn_detection": td,
                     "input_audio_transcription": {}, "tools": [],
                     "tool_choice": self.tool_choice, "temperature": s.temperature,
                     "max_response_output_tokens": s.max_tokens}  # fmt: skip

@@ -246,8 +246,9 @@ async def test_barge_in_keeps_only_the_heard_part(
     print(f"\nturn 1: prompt {p1} tokens, reply {c1} tokens, heard {heard!r}; turn 3 prompt "
           f"(three requests, two cut replies) {p3} tokens; with turn 1's whole reply it would "
           f"be > {p1 + c1}")  # fmt: skip
-    assert done1["status"] == "completed" and c1 > 40
-    assert done3["status"] == "completed"
+    # generated in full: up to its end, or to max_output_tokens ("incomplete")
+    assert done1["status"] in ("completed", "incomplete") and c1 > 40
+    assert done3["status"] in ("completed", "incomplete")
     assert p3 < p1 + c1  # the history holds the heard parts, not the whole replies
 
 
