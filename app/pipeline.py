@@ -16,12 +16,15 @@ from app.audio import AudioLimits, decode_upload
 from app.engines.base import (
     PCM16,
     BackendUnavailableError,
+    ChatMessage,
     ChatParams,
     ContextOverflowError,
     FloatAudio,
     LLMChunk,
+    RequestRejectedError,
     Transcript,
     TTSEngine,
+    UnsupportedRequestError,
 )
 from app.errors import APIError
 from app.state import ServiceState
@@ -116,7 +119,7 @@ def context_error(exc: ContextOverflowError, ctx_per_slot: int) -> APIError:
 
 async def llm_stream(
     state: ServiceState,
-    messages: list[dict[str, str]],
+    messages: list[ChatMessage],
     params: ChatParams,
     timings: LLMTimings,
 ) -> AsyncGenerator[LLMChunk, None]:
@@ -129,7 +132,7 @@ async def llm_stream(
         try:
             async with aclosing(llm.stream(messages, params)) as chunks:
                 async for chunk in chunks:
-                    if chunk.text and first:
+                    if (chunk.text or chunk.tool_calls) and first:
                         first = False
                         timings.ttft_s = time.perf_counter() - start
                         metrics.stage_seconds.labels("llm_ttft").observe(timings.ttft_s)
@@ -140,6 +143,10 @@ async def llm_stream(
                     yield chunk
         except ContextOverflowError as exc:
             raise context_error(exc, llm.ctx_per_slot) from exc
+        except UnsupportedRequestError as exc:
+            raise APIError(400, str(exc), code="unsupported_by_backend", param=exc.param) from exc
+        except RequestRejectedError as exc:
+            raise APIError(400, str(exc), code="invalid_request") from exc
         except BackendUnavailableError as exc:
             raise APIError(503, str(exc), code="llm_unavailable", retry_after=2) from exc
         timings.total_s = time.perf_counter() - start
@@ -151,7 +158,7 @@ async def llm_stream(
 
 
 async def complete(
-    state: ServiceState, messages: list[dict[str, str]], params: ChatParams
+    state: ServiceState, messages: list[ChatMessage], params: ChatParams
 ) -> tuple[str, LLMTimings]:
     timings = LLMTimings()
     parts: list[str] = []

@@ -25,7 +25,7 @@ trap cleanup EXIT INT TERM
 mkdir -p out
 "$vf_home/llama.cpp/cpu/bin/llama-server" -m "$gguf" --host 127.0.0.1 --port "$llm_port" \
   -c $((ctx_per_slot * parallel)) -np "$parallel" -b 512 -ub 256 -fa on -t "$(nproc)" \
-  --metrics --no-webui >out/llama-server.log 2>&1 &
+  --metrics --no-webui --jinja >out/llama-server.log 2>&1 &
 pids+=($!)
 VOICEFLEET_LLM__BACKEND=server VOICEFLEET_LLM__SERVER_URL=http://127.0.0.1:$llm_port \
 VOICEFLEET_LLM__SERVER_API_KEY=$LLAMA_API_KEY VOICEFLEET_LLM__MODEL_NAME=$(basename "$gguf" .gguf) \

@@ -86,7 +86,7 @@ def run_llama_server(
         "--host", "127.0.0.1", "--port", str(port),
         "-c", str(n_ctx or ctx_per_slot * parallel), "-np", str(parallel),
         "-b", "512", "-ub", "256", "-fa", "on", "-t", "2", "--cache-ram", "0",
-        "--metrics", "--no-webui",
+        "--metrics", "--no-webui", "--jinja",
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,64 @@ class STTEngine(Protocol):
         ...
 
 
+# One OpenAI-shaped chat message: role + content; for tool use an assistant message carries
+# `tool_calls` and a `tool` message `tool_call_id`. Both backends take this shape as it is.
+ChatMessage = dict[str, Any]
+JSONSchema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call (OpenAI's `{"type": "function", "function": ...}`)."""
+
+    name: str
+    description: str | None = None
+    parameters: JSONSchema | None = None
+    strict: bool | None = None
+
+    def to_openai(self) -> dict[str, Any]:
+        function: dict[str, Any] = {"name": self.name}
+        if self.description is not None:
+            function["description"] = self.description
+        function["parameters"] = (
+            self.parameters if self.parameters is not None else {"type": "object"}
+        )
+        if self.strict is not None:
+            function["strict"] = self.strict
+        return {"type": "function", "function": function}
+
+
+@dataclass(frozen=True)
+class ForcedTool:
+    """tool_choice naming one function: the reply is a call of that function."""
+
+    name: str
+
+
+# "auto": the model decides; "none": no call; "required": at least one call.
+ToolChoice = Literal["auto", "none", "required"] | ForcedTool
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """Structured output: any JSON object, or JSON valid against `schema`."""
+
+    type: Literal["json_object", "json_schema"]
+    schema: JSONSchema | None = None
+    name: str | None = None
+    strict: bool | None = None
+
+    def to_openai(self) -> dict[str, Any]:
+        if self.type == "json_object":
+            return {"type": "json_object"}
+        wrapper: dict[str, Any] = {"name": self.name or "response"}
+        if self.schema is not None:
+            wrapper["schema"] = self.schema
+        if self.strict is not None:
+            wrapper["strict"] = self.strict
+        return {"type": "json_schema", "json_schema": wrapper}
+
+
 @dataclass
 class ChatParams:
     max_tokens: int
@@ -58,16 +116,82 @@ class ChatParams:
     seed: int | None = None
     # llama-server slot to keep a conversation's KV cache warm (prompt caching); None = any.
     slot: int | None = None
+    # tool use and structured output, passed to the backend (a backend that cannot honour
+    # one raises UnsupportedRequestError naming it; nothing is dropped)
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+
+
+@dataclass
+class ToolCallDelta:
+    """A piece of a streamed tool call. The first piece of call `index` carries its id and
+    function name; every piece may carry the next part of the JSON arguments text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+class ToolCallCollector:
+    """Joins streamed ToolCallDeltas into whole calls (non-streamed answers, and protocols
+    that deliver a call at once)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, ToolCall] = {}
+
+    def add(self, deltas: list[ToolCallDelta]) -> None:
+        for d in deltas:
+            call = self._calls.setdefault(d.index, ToolCall(id="", name="", arguments=""))
+            if d.id:
+                call.id = d.id
+            if d.name:
+                call.name = d.name
+            call.arguments += d.arguments
+
+    def calls(self) -> list[ToolCall]:
+        return [self._calls[i] for i in sorted(self._calls)]
 
 
 @dataclass
 class LLMChunk:
-    """A text delta; the last chunk of a stream has finish_reason and token counts."""
+    """A text delta and/or tool-call deltas; the last chunk of a stream has finish_reason
+    ("stop", "length", "tool_calls") and token counts."""
 
     text: str = ""
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+class UnsupportedRequestError(Exception):
+    """The backend cannot honour a request field (named by `param`)."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
+
+
+class RequestRejectedError(Exception):
+    """The backend refused the request as invalid (e.g. a tool schema llama-server cannot
+    turn into a grammar): the client's error, not the backend's."""
 
 
 class ContextOverflowError(Exception):
@@ -96,9 +220,11 @@ class LLMEngine(Protocol):
         ...
 
     def stream(
-        self, messages: list[dict[str, str]], params: ChatParams
+        self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[LLMChunk, None]:
-        """Stream the reply; closing the iterator early stops generation."""
+        """Stream the reply (text and tool-call deltas); closing the iterator early stops
+        generation. Raises UnsupportedRequestError before generating when `params` asks for
+        what the backend cannot do."""
         ...
 
 

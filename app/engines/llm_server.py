@@ -6,9 +6,17 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from app.engines import http1
-from app.engines.base import BackendUnavailableError, ChatParams, ContextOverflowError, LLMChunk
-from app.engines.http1 import Endpoint
+from app.engines.base import (
+    BackendUnavailableError,
+    ChatMessage,
+    ChatParams,
+    ContextOverflowError,
+    LLMChunk,
+    RequestRejectedError,
+    ToolCallDelta,
+)
+from app.engines.forced_tool import ForcedCall
+from app.engines.llama_http import LlamaHTTP, UpstreamError
 from app.settings import LLMSettings
 
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -23,7 +31,46 @@ def _error_from_body(body: Any, status: int) -> Exception:
         )
     if status == 503:
         return BackendUnavailableError(f"llama-server is not ready: {message}")
+    if status == 400:
+        return RequestRejectedError(f"llama-server refused the request: {message}")
     return BackendUnavailableError(f"llama-server answered HTTP {status}: {message}")
+
+
+def tool_fields(params: ChatParams, forced: ForcedCall | None) -> dict[str, Any]:
+    """tools / tool_choice / parallel_tool_calls / response_format as llama-server takes them.
+    A forced call goes as the tools (the template shows them to the model) and a JSON-schema
+    response format that makes the reply the call (app/engines/forced_tool.py says why)."""
+    fields: dict[str, Any] = {}
+    if forced is not None:
+        fields["tools"] = [t.to_openai() for t in forced.tools]
+        fields["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "tool_call", "schema": forced.schema},
+        }
+        return fields
+    if params.tools:
+        fields["tools"] = [t.to_openai() for t in params.tools]
+        fields["tool_choice"] = params.tool_choice
+        if params.parallel_tool_calls is not None:
+            fields["parallel_tool_calls"] = params.parallel_tool_calls
+    if params.response_format is not None:
+        fields["response_format"] = params.response_format.to_openai()
+    return fields
+
+
+def _tool_call_deltas(delta: dict[str, Any]) -> list[ToolCallDelta]:
+    out = []
+    for call in delta.get("tool_calls") or []:
+        function = call.get("function") or {}
+        out.append(
+            ToolCallDelta(
+                index=int(call.get("index", 0)),
+                id=call.get("id") or None,
+                name=function.get("name") or None,
+                arguments=function.get("arguments") or "",
+            )
+        )
+    return out
 
 
 class LlamaServerLLM:
@@ -31,34 +78,35 @@ class LlamaServerLLM:
         self.model_name = settings.model_name
         self.ctx_per_slot = settings.ctx_per_slot
         self.cache_prompt = settings.cache_prompt
-        self._endpoint = Endpoint.parse(settings.server_url)
         self._timeout = settings.request_timeout_s
-        self._headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json"}
         if settings.server_api_key is not None:
             key = settings.server_api_key.get_secret_value()
-            self._headers["Authorization"] = f"Bearer {key}"
+            headers["Authorization"] = f"Bearer {key}"
+        # the LLM gate runs `parallel` chats at once; one more connection for /health probes
+        self._http = LlamaHTTP(settings.server_url, headers, pool_size=settings.parallel + 1)
 
     async def start(self) -> None:
         """Nothing to load here: llama-server loads the model; readiness is polled."""
 
     async def aclose(self) -> None:
-        """Nothing held: each request has its own connection (llama-server closes a
-        connection after every streamed answer)."""
+        """Close the pooled connections to llama-server."""
+        await self._http.aclose()
 
     async def ready(self) -> bool:
         try:
-            async with http1.request(
-                self._endpoint, "GET", "/health", self._headers,
-                connect_timeout=2.0, read_timeout=2.0,
-            ) as resp:  # fmt: skip
+            async with self._http.request(
+                "GET", "/health", connect_timeout=2.0, read_timeout=2.0
+            ) as resp:
                 await resp.body(limit=4096)
                 return resp.status == 200
-        except (http1.UpstreamError, TimeoutError):
+        except (UpstreamError, TimeoutError):
             return False
 
     async def stream(
-        self, messages: list[dict[str, str]], params: ChatParams
+        self, messages: list[ChatMessage], params: ChatParams
     ) -> AsyncGenerator[LLMChunk, None]:
+        forced = ForcedCall(params) if ForcedCall.wanted(params) else None
         payload: dict[str, Any] = {
             "messages": messages,
             "stream": True,
@@ -69,6 +117,7 @@ class LlamaServerLLM:
             # keep the conversation's prefix in the slot's KV cache: a follow-up turn only
             # prefills its new tokens
             "cache_prompt": self.cache_prompt,
+            **tool_fields(params, forced),
         }
         if params.stop:
             payload["stop"] = params.stop
@@ -81,8 +130,8 @@ class LlamaServerLLM:
         prompt_tokens = 0
         body = json.dumps(payload, separators=(",", ":")).encode()
         try:
-            async with http1.request(
-                self._endpoint, "POST", "/v1/chat/completions", self._headers, body,
+            async with self._http.request(
+                "POST", "/v1/chat/completions", body,
                 connect_timeout=5.0, read_timeout=self._timeout,
             ) as resp:  # fmt: skip
                 if resp.status != 200:
@@ -97,6 +146,7 @@ class LlamaServerLLM:
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        await resp.finish()
                         break
                     try:
                         event = json.loads(data)
@@ -111,17 +161,26 @@ class LlamaServerLLM:
                         prompt_tokens = int(usage.get("prompt_tokens", 0))
                         completion_tokens = int(usage.get("completion_tokens", 0))
                     for choice in event.get("choices", []):
-                        text = (choice.get("delta") or {}).get("content") or ""
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content") or ""
+                        calls = _tool_call_deltas(delta)
                         if choice.get("finish_reason"):
                             finish_reason = choice["finish_reason"]
-                        if text:
-                            yield LLMChunk(text=text)
+                        if forced is not None and text:
+                            calls, text = forced.feed(text), ""
+                        if text or calls:
+                            yield LLMChunk(text=text, tool_calls=calls)
         except TimeoutError as exc:
             raise BackendUnavailableError(
                 f"llama-server timed out (no data for {self._timeout:g} s)"
             ) from exc
-        except http1.UpstreamError as exc:
+        except UpstreamError as exc:
             raise BackendUnavailableError(f"llama-server unreachable: {exc}") from exc
+        if forced is not None:
+            tail = forced.finish()
+            if tail is not None:
+                yield tail
+            finish_reason = forced.finish_reason(finish_reason)
         yield LLMChunk(
             finish_reason=finish_reason or "stop",
             prompt_tokens=prompt_tokens,

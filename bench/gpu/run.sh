@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU proof, on any x86_64 box with an NVIDIA GPU, CUDA (nvcc), CMake and python3 3.12 with
 # numpy, httpx and PyYAML. Nothing is fetched there: the llama.cpp source and the service's
-# pure-Python wheels travel with the repo (bench/gpu/stage.sh makes them, here in .gpu/).
+# wheels (pure-Python, and aiohttp's compiled for CPython 3.12) travel with the repo
+# (bench/gpu/stage.sh makes them, here in .gpu/).
 #
 #   bench/gpu/run.sh start            build + model in the background (resumable), returns
 #   bench/gpu/run.sh wait [SECONDS]   wait for them, printing progress

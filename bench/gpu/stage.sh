@@ -2,7 +2,8 @@
 # Stage what bench/gpu/run.sh needs on a GPU box that reaches no package registry, into
 # .gpu/ (ignored by git; carried with the working tree): the pinned llama.cpp source,
 # repacked small (bench/gpu/pack_source.sh), and the service's pure-Python wheels at the
-# project's pinned versions (the box has numpy, httpx, PyYAML; not FastAPI and pydantic).
+# project's pinned versions (the box has numpy, httpx, PyYAML; not FastAPI, pydantic or
+# aiohttp, whose compiled wheels are fetched for the box's CPython 3.12).
 # Run it here, where the sdist cache and PyPI are: bench/gpu/stage.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,7 +22,8 @@ for name in ["fastapi", "starlette", "pydantic", "pydantic_core", "pydantic-sett
              "python-dotenv", "uvicorn", "python-multipart", "annotated-types",
              "typing-inspection", "typing_extensions", "opentelemetry-api", "annotated-doc",
              "anyio", "h11", "httpx", "httpcore", "prometheus_client", "websockets",
-             "wyoming"]:
+             "wyoming", "aiohttp", "aiohappyeyeballs", "aiosignal", "attrs", "frozenlist",
+             "multidict", "propcache", "yarl"]:
     print(f"{name}=={version(name)}")
 PY
 )

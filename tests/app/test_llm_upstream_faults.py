@@ -1,9 +1,10 @@
-"""The service's client of llama-server (app/engines/http1.py) against upstream faults the real
+"""The service's client of llama-server (app/engines/llama_http.py) against upstream faults the real
 llama-server does not produce on demand: nothing listening, a silent peer, a peer that speaks
 no HTTP, a stream cut off mid-answer, an error page that is not JSON. Each gets a clear error
 (503 llm_unavailable, or an error event once the stream has begun) and the service goes on
 serving. The framings llama-server uses (chunked, Content-Length, close-delimited) are read
-byte-exact, whatever the packet boundaries."""
+byte-exact, whatever the packet boundaries. Connections are kept alive as llama-server keeps
+them, and a stream left early closes its connection (how llama-server learns to stop)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from app.engines import http1
+from app.engines import llama_http
 from tests.app.conftest import LLM_NAME, Service, make_settings, run_service
-from tests.conftest import ModelPaths, free_port
+from tests.conftest import LlamaServer, ModelPaths, free_port
 
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -238,15 +239,91 @@ async def test_bodies_framed_by_length_or_by_close(framing: bytes) -> None:
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        endpoint = http1.Endpoint.parse(f"http://127.0.0.1:{port}")
-        async with http1.request(
-            endpoint, "POST", "/x", {}, b"{}", connect_timeout=2, read_timeout=2
-        ) as resp:
+        client = llama_http.LlamaHTTP(f"http://127.0.0.1:{port}", {}, pool_size=2)
+        async with client.request("POST", "/x", b"{}", connect_timeout=2, read_timeout=2) as resp:
             assert resp.status == 200
             assert [line async for line in resp.lines()] == ["hello", "world"]
+        await client.aclose()
 
 
 def test_only_plain_http_upstreams() -> None:
     with pytest.raises(ValueError, match="plain http"):
-        http1.Endpoint.parse("https://127.0.0.1:8080")
-    assert http1.Endpoint.parse("http://127.0.0.1:8080/").port == 8080
+        llama_http.check_server_url("https://127.0.0.1:8080")
+    assert llama_http.check_server_url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
+
+
+async def _keep_alive_upstream(
+    answer: Callable[[asyncio.StreamWriter], Awaitable[None]], accepted: list[asyncio.Event]
+) -> asyncio.Server:
+    """A peer that serves request after request on one connection, as llama-server does; each
+    accepted connection appends an event set when that connection ends."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ended = asyncio.Event()
+        accepted.append(ended)
+        try:
+            while True:
+                await _request(reader)
+                await answer(writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            ended.set()
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_a_kept_alive_connection_is_reused_and_an_abandoned_stream_closes_it() -> None:
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        for word in (b"one", b"two", b"three"):
+            writer.write(_chunk(b"data: " + word + b"\n\n"))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    accepted: list[asyncio.Event] = []
+    server = await _keep_alive_upstream(answer, accepted)
+    port = server.sockets[0].getsockname()[1]
+    client = llama_http.LlamaHTTP(f"http://127.0.0.1:{port}", {}, pool_size=2)
+    try:
+        async with server:
+            for _ in range(3):
+                async with client.request("POST", "/x", b"{}", connect_timeout=2,
+                                          read_timeout=2) as resp:  # fmt: skip
+                    assert [line async for line in resp.lines() if line] == [
+                        "data: one", "data: two", "data: three",
+                    ]  # fmt: skip
+            assert len(accepted) == 1 and not accepted[0].is_set()  # one connection, kept
+            async with client.request("POST", "/x", b"{}", connect_timeout=2,
+                                      read_timeout=2) as resp:  # fmt: skip
+                async for _ in resp.lines():
+                    break  # the listener went (barge-in): the upstream must see it
+            await asyncio.wait_for(accepted[0].wait(), 2)
+            async with client.request("POST", "/x", b"{}", connect_timeout=2,
+                                      read_timeout=2) as resp:  # fmt: skip
+                await resp.finish()
+            assert len(accepted) == 2  # a new connection after the closed one
+    finally:
+        await client.aclose()
+
+
+async def test_the_pinned_llama_server_keeps_a_streamed_answer_alive(
+    llama_server: LlamaServer,
+) -> None:
+    """The premise of the pool, checked against the real peer: no `Connection: close` after a
+    streamed answer, and llama-server's keep-alive (5 s) above the pool's."""
+    import aiohttp
+
+    body = {"messages": [{"role": "user", "content": "Hi."}], "max_tokens": 2, "stream": True}
+    headers = {"Authorization": f"Bearer {llama_server.api_key}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.post(f"{llama_server.url}/v1/chat/completions", json=body) as r:
+            assert r.status == 200
+            await r.read()
+        assert "close" not in r.headers.get("Connection", "").lower()
+        timeout = r.headers["Keep-Alive"].split(",")[0]
+        assert float(timeout.split("=")[1]) > llama_http.KEEPALIVE_S
