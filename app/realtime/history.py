@@ -24,13 +24,16 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Literal
 
+from app.engines.base import ChatMessage
 from app.realtime.heard import Spoken
 
 MESSAGE_OVERHEAD_TOKENS = 6
 MARGIN_TOKENS = 16
 DEFAULT_TOKENS_PER_CHAR = 0.3
 
-Role = Literal["user", "assistant", "system"]
+# function_call: the assistant called a tool (`name`, `arguments` JSON in `text`);
+# tool: the client's function_call_output for `call_id` (the output in `text`)
+Role = Literal["user", "assistant", "system", "function_call", "tool"]
 _ids = itertools.count(1)
 
 
@@ -46,6 +49,8 @@ class Item:
     # assistant replies: the pieces spoken and their audio durations (for truncation)
     spoken: Spoken | None = None
     audio_input: bool = False  # a user item that came from speech
+    call_id: str = ""  # function_call and tool items
+    name: str = ""  # function_call items
 
 
 @dataclass
@@ -86,19 +91,31 @@ class History:
             del self.items[:drop]
             self.trims += 1
 
-    def messages(self, user: str | None, max_tokens: int) -> list[dict[str, str]]:
+    def messages(self, user: str | None, max_tokens: int) -> list[ChatMessage]:
         """The prompt for the next reply (`user`: a request not yet in the history),
         trimming old turns first when over budget."""
         self._trim(user, max_tokens)
-        out = [{"role": "system", "content": self.system_prompt}]
-        out += [{"role": i.role, "content": i.text} for i in self.items if i.text]
+        out: list[ChatMessage] = [{"role": "system", "content": self.system_prompt}]
+        for i in self.items:
+            if i.role == "function_call":
+                call = {"id": i.call_id, "type": "function",
+                        "function": {"name": i.name, "arguments": i.text}}  # fmt: skip
+                last = out[-1]
+                if last["role"] == "assistant" and "tool_calls" in last:
+                    last["tool_calls"].append(call)  # parallel calls: one message
+                else:
+                    out.append({"role": "assistant", "content": "", "tool_calls": [call]})
+            elif i.role == "tool":
+                out.append({"role": "tool", "tool_call_id": i.call_id, "content": i.text})
+            elif i.text:
+                out.append({"role": i.role, "content": i.text})
         if user:
             out.append({"role": "user", "content": user})
         return out
 
-    def calibrate(self, messages: list[dict[str, str]], prompt_tokens: int) -> None:
+    def calibrate(self, messages: list[ChatMessage], prompt_tokens: int) -> None:
         """Learn tokens per character from what the LLM reported for `messages`."""
-        chars = sum(len(m["content"]) for m in messages)
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
         overhead = MESSAGE_OVERHEAD_TOKENS * len(messages)
         if prompt_tokens > overhead and chars > 200:
             # 10% headroom: the next turn's text may tokenize less well

@@ -65,7 +65,18 @@ class Names:
         return self._v("output_text", "text")
 
 
+def call_json(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {"id": item_id, "object": "realtime.item", "type": "function_call",
+            "status": status, "call_id": call_id, "name": name,
+            "arguments": arguments}  # fmt: skip
+
+
 def item_json(item: Item, names: Names, status: str = "completed") -> dict[str, Any]:
+    if item.role == "function_call":
+        return call_json(item.id, item.call_id, item.name, item.text, status)
+    if item.role == "tool":
+        return {"id": item.id, "object": "realtime.item", "type": "function_call_output",
+                "status": status, "call_id": item.call_id, "output": item.text}  # fmt: skip
     content: dict[str, Any]
     if item.role == "assistant":
         audio = item.spoken is not None and bool(item.spoken.pieces)

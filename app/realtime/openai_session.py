@@ -9,7 +9,8 @@ turn_detection, temperature, max_response_output_tokens, tools, tool_choice.
 A field this unit cannot honour is refused with an `error` naming it (`param`), and the
 update is not applied. Accepted without effect, because there is nothing to choose: `voice`
 (the unit has one piper voice), the transcription `model` (faster-whisper), `tracing`,
-`include`, `noise_reduction: null`.
+`include`, `noise_reduction: null`. `tools` (function tools) and `tool_choice` go to the LLM
+engine's tool calling (the same as the chat route's).
 
 turn_detection (docs/realtime.md): `server_vad` -> the Silero detector: `threshold` ->
 vad_threshold (silence below threshold - 0.15), `prefix_padding_ms` -> speech_pad_ms,
@@ -25,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.engines.base import ForcedTool, Tool, ToolChoice
 from app.realtime.turns import TurnConfig
 from app.settings import RealtimeSettings
 
@@ -50,8 +52,8 @@ class SessionChanges:
     audio_out: bool | None = None
     max_tokens: int | None = None
     temperature: float | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
 
     @property
     def sets_turn_detection(self) -> bool:
@@ -139,17 +141,34 @@ def _max_tokens(value: Any, cap: int, where: str) -> int:
     return value
 
 
-def _tools(value: Any, where: str) -> list[dict[str, Any]]:
+def _tools(value: Any, where: str) -> list[Tool]:
     if not isinstance(value, list):
         raise BadField(where, f"{where} must be a list")
+    tools = []
     for i, tool in enumerate(value):
         _check_keys(tool, {"type", "name", "description", "parameters"}, f"{where}[{i}]")
         if tool.get("type", "function") != "function" or not tool.get("name"):
             raise BadField(f"{where}[{i}]", "only function tools with a name are supported")
-    if value:
-        # the LLM engines have no tool calling yet: refuse rather than ignore the tools
-        raise BadField(where, "function calling is not available on this unit")
-    return value
+        params = tool.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise BadField(f"{where}[{i}].parameters", "parameters must be a JSON schema")
+        tools.append(Tool(str(tool["name"]), tool.get("description"), params))
+    return tools
+
+
+_CHOICES: dict[str, ToolChoice] = {"auto": "auto", "none": "none", "required": "required"}
+
+
+def _tool_choice(value: Any, where: str) -> ToolChoice:
+    """ "auto" | "none" | "required" | {"type": "function", "name": ...} (beta: a name)."""
+    if isinstance(value, str) and value in _CHOICES:
+        return _CHOICES[value]
+    if isinstance(value, str) and value:
+        return ForcedTool(value)
+    if isinstance(value, dict) and value.get("type") == "function" and value.get("name"):
+        _check_keys(value, {"type", "name"}, where)
+        return ForcedTool(str(value["name"]))
+    raise BadField(where, f"{where}: auto, none, required or a function")
 
 
 def parse_session(session: Any, base: RealtimeSettings, cap: int, beta: bool) -> SessionChanges:
@@ -173,7 +192,7 @@ def parse_session(session: Any, base: RealtimeSettings, cap: int, beta: bool) ->
     if "tools" in s:
         ch.tools = _tools(s["tools"], "session.tools")
     if "tool_choice" in s:
-        ch.tool_choice = s["tool_choice"]
+        ch.tool_choice = _tool_choice(s["tool_choice"], "session.tool_choice")
     if beta:
         _beta(s, ch, base, cap)
     else:

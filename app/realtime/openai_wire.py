@@ -15,25 +15,24 @@ import binascii
 import json
 from typing import TYPE_CHECKING, Any
 
-from app.realtime.audio_out import PcmResampler
+from app.engines.base import ForcedTool
+from app.realtime.history import Item, new_item_id
 from app.realtime.openai_items import (
     Names,
     error_json,
     event,
     item_json,
-    reply_item,
-    response_json,
     user_audio_item,
 )
+from app.realtime.openai_response import ResponseEvents
 from app.realtime.openai_session import OPENAI_RATE, BadField, parse_session
 from app.realtime.outbox import Outgoing
 from app.realtime.wire import Status, Wire
 
 if TYPE_CHECKING:
-    from app.realtime.respond import Reply
+    from app.realtime.respond import FunctionCall, Reply
     from app.realtime.session import Session
 
-AUDIO_DELTA_BYTES = 24 * 1024  # PCM per audio delta (0.5 s at 24 kHz)
 _ROLES = {"user": "input_text", "system": "input_text", "assistant": "output_text"}
 
 
@@ -51,8 +50,7 @@ class OpenAIWire(Wire):
         self.names = Names(beta)
         self.model = model
         self.output_rate = OPENAI_RATE
-        self.tool_choice: Any = "auto"
-        self._resamplers: dict[str, PcmResampler] = {}
+        self._responses: dict[str, ResponseEvents] = {}
         session.set_sample_rate(OPENAI_RATE)
 
     # --- client -> engine ---------------------------------------------------------------
@@ -106,8 +104,10 @@ class OpenAIWire(Wire):
             s.max_tokens = ch.max_tokens
         if ch.temperature is not None:
             s.temperature = ch.temperature
+        if ch.tools is not None:
+            s.tools = ch.tools
         if ch.tool_choice is not None:
-            self.tool_choice = ch.tool_choice
+            s.tool_choice = ch.tool_choice
         s.send(_out(event("session.updated", session=self._session_json())))
 
     def _on_input_audio_buffer_append(self, ev: dict[str, Any]) -> None:
@@ -134,11 +134,36 @@ class OpenAIWire(Wire):
         item = ev["item"]
         if ev.get("previous_item_id") not in (None, s.history.previous_id()):
             raise BadField("previous_item_id", "items can only be added at the end")
-        if item.get("type", "message") != "message":
-            raise BadField("item.type", f"item type {item.get('type')!r} is not supported")
+        previous = s.history.previous_id()
+        kind = item.get("type", "message")
+        if kind == "function_call_output":
+            added = self._call_output(item)
+        elif kind == "message":
+            added = s.add_item(self._message_role(item), self._message_text(item), item.get("id"))
+        else:
+            raise BadField("item.type", f"item type {kind!r} is not supported")
+        self._item_added(item_json(added, self.names), previous, done=True)
+
+    def _call_output(self, item: dict[str, Any]) -> Item:
+        """The client's result of a function call: the next response.create sees it."""
+        call_id, output = item.get("call_id"), item.get("output")
+        if not isinstance(call_id, str) or not any(
+            i.role == "function_call" and i.call_id == call_id for i in self.session.history.items
+        ):
+            raise BadField("item.call_id", f"no function call {call_id!r} in the conversation")
+        if not isinstance(output, str):
+            raise BadField("item.output", "item.output must be a string")
+        return self.session.history.append(
+            Item(item.get("id") or new_item_id(), "tool", output, call_id=call_id)
+        )
+
+    def _message_role(self, item: dict[str, Any]) -> Any:
         role = item.get("role")
         if role not in _ROLES:
             raise BadField("item.role", "item.role must be user, assistant or system")
+        return role
+
+    def _message_text(self, item: dict[str, Any]) -> str:
         texts = []
         for i, part in enumerate(item.get("content") or []):
             if part.get("type") not in ("input_text", "text", "output_text"):
@@ -147,11 +172,10 @@ class OpenAIWire(Wire):
         text = "".join(texts)
         if not text:
             raise BadField("item.content", "the item has no text")
+        s = self.session
         if not s.history.fits_alone(text, s.max_tokens):
             raise BadField("item.content", "the text does not fit one turn")
-        previous = s.history.previous_id()
-        added = s.add_item(role, text, item.get("id"))
-        self._item_added(item_json(added, self.names), previous, done=True)
+        return text
 
     def _item_added(self, item: dict[str, Any], previous: str | None, done: bool) -> None:
         if self.names.beta:
@@ -238,19 +262,25 @@ class OpenAIWire(Wire):
                        "silence_duration_ms": cfg.commit_silence_ms}  # fmt: skip
         modalities = ["audio"] if s.audio_out else ["text"]
         voice = s.state.settings.tts.voice_name
+        tools = [{"type": "function", "name": t.name, "description": t.description or "",
+                  "parameters": t.parameters or {"type": "object"}} for t in s.tools]  # fmt: skip
+        choice: Any = s.tool_choice
+        if isinstance(choice, ForcedTool):
+            choice = {"type": "function", "name": choice.name}
         if self.names.beta:
             # no `model` here: the beta types allow only OpenAI's model names
             return {"id": s.id, "object": "realtime.session", "modalities": modalities,
                     "instructions": s.history.system_prompt, "voice": str(voice),
                     "input_audio_format": "pcm16", "output_audio_format": "pcm16",
                     "turn_detection": td,
-                    "input_audio_transcription": {}, "tools": [],
-                    "tool_choice": self.tool_choice, "temperature": s.temperature,
+                    "input_audio_transcription": {}, "tools": tools,
+                    "tool_choice": choice if isinstance(choice, str) else choice["name"],
+                    "temperature": s.temperature,
                     "max_response_output_tokens": s.max_tokens}  # fmt: skip
         return {"type": "realtime", "object": "realtime.session", "id": s.id,
                 "model": self.model, "output_modalities": modalities,
                 "instructions": s.history.system_prompt, "max_output_tokens": s.max_tokens,
-                "tools": [], "tool_choice": self.tool_choice,
+                "tools": tools, "tool_choice": choice,
                 "audio": {"input": {"format": {"type": "audio/pcm",
                                                "rate": s.decoder.sample_rate},
                                     "transcription": {"model": "whisper"},
@@ -289,71 +319,31 @@ class OpenAIWire(Wire):
             out.append(event("conversation.item.done", item=item))
         return _out(*out)
 
-    def _ids(self, reply: Reply) -> dict[str, Any]:
-        return {"response_id": reply.response_id, "item_id": reply.item_id, "output_index": 0,
-                "content_index": 0}  # fmt: skip
+    def _response(self, reply: Reply) -> ResponseEvents:
+        events = self._responses.get(reply.response_id)
+        if events is None:
+            events = ResponseEvents(reply, self.names, self.session.history, self.output_rate)
+            self._responses = {reply.response_id: events}  # one reply at a time
+        return events
 
     def reply_started(self, reply: Reply) -> list[Outgoing]:
-        audio = reply.ctx.audio_out
-        item = reply_item(reply, self.names, "in_progress", audio)
-        previous = self.session.history.previous_id()
-        part = {"type": "audio" if audio else "text", ("transcript" if audio else "text"): ""}
-        added = "conversation.item.created" if self.names.beta else "conversation.item.added"
-        ids = self._ids(reply)
-        return _out(
-            event("response.created", response=response_json(reply, self.names, "in_progress")),
-            event(
-                "response.output_item.added",
-                response_id=reply.response_id,
-                output_index=0,
-                item=item,
-            ),
-            event(added, previous_item_id=previous, item=item),
-            event("response.content_part.added", part=part, **ids),
-        )
+        return self._response(reply).started()
 
     def text_delta(self, reply: Reply, delta: str) -> list[Outgoing]:
-        kind = self.names.transcript_delta if reply.ctx.audio_out else self.names.text_delta
-        return _out(event(kind, delta=delta, **self._ids(reply)))
+        return self._response(reply).text_delta(delta)
 
     def audio(self, reply: Reply, pcm: bytes, sample_rate: int, piece: str) -> list[Outgoing]:
-        resampler = self._resamplers.get(reply.response_id)
-        if resampler is None:
-            resampler = PcmResampler(sample_rate, self.output_rate)
-            self._resamplers = {reply.response_id: resampler}  # one reply at a time
-        data = resampler.convert(pcm)
-        out = []
-        for start in range(0, len(data), AUDIO_DELTA_BYTES):
-            b64 = base64.b64encode(data[start : start + AUDIO_DELTA_BYTES]).decode()
-            message = event(self.names.audio_delta, delta=b64, **self._ids(reply))
-            out.append(Outgoing(message, droppable=True, inline_bytes=len(b64)))
-        return out
+        return self._response(reply).audio(pcm, sample_rate)
+
+    def function_call_delta(self, reply: Reply, call: FunctionCall, delta: str) -> list[Outgoing]:
+        return self._response(reply).function_call_delta(call, delta)
 
     def reply_ended(self, reply: Reply, status: Status, reason: str) -> list[Outgoing]:
         if not reply.started:
             return []  # no response was announced (no words, or transcription only)
-        self._resamplers.pop(reply.response_id, None)
-        audio = reply.ctx.audio_out
-        item_status = "completed" if status == "completed" else "incomplete"
-        item = reply_item(reply, self.names, item_status, audio)
-        ids = self._ids(reply)
-        events = []
-        if audio:
-            events += [event(self.names.audio_done, **ids),
-                       event(self.names.transcript_done, transcript=reply.text, **ids)]  # fmt: skip
-        else:
-            events.append(event(self.names.text_done, text=reply.text, **ids))
-        events += [
-            event("response.content_part.done", part=item["content"][0] | {
-                "type": "audio" if audio else "text"}, **ids),
-            event("response.output_item.done", response_id=reply.response_id, output_index=0,
-                  item=item),
-        ]  # fmt: skip
-        if not self.names.beta:
-            events.append(event("conversation.item.done", item=item))
-        events.append(event("response.done", response=response_json(
-            reply, self.names, status, reason, output=[item])))  # fmt: skip
-        return _out(*events)
+        events = self._response(reply).ended(status, reason)
+        self._responses.pop(reply.response_id, None)
+        return events
 
     def timings(self, reply: Reply) -> list[Outgoing]:
         return []  # per-turn timings are on /metrics; usage is in response.done

@@ -20,9 +20,9 @@ import itertools
 import time
 from collections.abc import Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from app.engines.base import ChatParams, FloatAudio
+from app.engines.base import ChatMessage, ChatParams, FloatAudio, Tool, ToolChoice
 from app.errors import APIError
 from app.pipeline import LLMTimings, llm_stream, synthesize, transcribe
 from app.realtime.heard import Spoken
@@ -49,6 +49,18 @@ class ReplyContext:
     temperature: float
     audio_out: bool  # speak the reply (False: text only)
     on_overflow: Callable[[Overflow], None]
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+
+
+@dataclass
+class FunctionCall:
+    """A tool call the reply is making (streamed by the LLM engine as ToolCallDeltas)."""
+
+    item_id: str
+    call_id: str = ""
+    name: str = ""
+    arguments: str = ""
 
 
 def _ms(seconds: float) -> float:
@@ -99,7 +111,8 @@ class Reply:
         self.timings = TurnTimings(turn=turn, speculative_restarts=restarts)
         self.llm = LLMTimings()
         self._held: list[Outgoing] = []
-        self._messages: list[dict[str, str]] = []
+        self._messages: list[ChatMessage] = []
+        self.calls: dict[int, FunctionCall] = {}  # by the engine's call index
         self._transcribed = audio is None
         self.task = asyncio.create_task(self._run(audio))
 
@@ -252,13 +265,21 @@ class Reply:
     async def _generate(self, pieces: asyncio.Queue[str | None]) -> None:
         rt = self.ctx.state.settings.realtime
         chunker = SentenceChunker(rt.chunk_max_chars, rt.first_chunk_min_chars)
+        ctx = self.ctx
         params = ChatParams(
-            max_tokens=self.ctx.max_tokens, temperature=self.ctx.temperature, slot=self.ctx.slot
-        )
+            max_tokens=ctx.max_tokens, temperature=ctx.temperature, slot=ctx.slot,
+            tools=ctx.tools, tool_choice=ctx.tool_choice if ctx.tools else "auto",
+        )  # fmt: skip
         try:
             stream = llm_stream(self.ctx.state, self._messages, params, self.llm)
             async with aclosing(stream) as chunks:
                 async for chunk in chunks:
+                    for delta in chunk.tool_calls:
+                        call = self.calls.setdefault(delta.index, FunctionCall(new_item_id()))
+                        call.call_id = delta.id or call.call_id
+                        call.name = delta.name or call.name
+                        call.arguments += delta.arguments
+                        self._emit(self.ctx.wire.function_call_delta(self, call, delta.arguments))
                     if not chunk.text:
                         continue
                     if not self.reply_parts:
@@ -298,7 +319,11 @@ class Reply:
             self.ctx.history.calibrate(self._messages, t.prompt_tokens)
         if self._messages:
             self.spoken.text = self.text
-            self._add_assistant(self.text)
+            if self.text or not self.calls:
+                self._add_assistant(self.text)
+            for call in self.calls.values():
+                self.ctx.history.append(Item(call.item_id, "function_call", call.arguments,
+                                             call_id=call.call_id, name=call.name))  # fmt: skip
         if self.llm.finish_reason == "length" and self.status == "completed":
             self.status = "incomplete"
         wire = self.ctx.wire

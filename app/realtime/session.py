@@ -21,7 +21,7 @@ import numpy as np
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from app.engines.base import FloatAudio
+from app.engines.base import FloatAudio, Tool, ToolChoice
 from app.realtime.audio_in import FrameDecoder
 from app.realtime.history import History, Item, new_item_id
 from app.realtime.outbox import Outbox, Outgoing, Overflow
@@ -79,6 +79,8 @@ class Session:
         self.max_tokens = min(self.max_tokens, llm.max_tokens_cap)
         self.temperature = self.cfg.temperature
         self.audio_out = True
+        self.tools: list[Tool] = []  # functions the model may call (OpenAI session.tools)
+        self.tool_choice: ToolChoice = "auto"
         self.reply: Reply | None = None
         self._replies: list[Reply] = []  # all not finished (a transcription may run on)
         self.speech_item = new_item_id()  # the user item the current speech will become
@@ -277,6 +279,7 @@ class Session:
             self.state, self.wire, self.outbox, self.history, self.slot,
             max_tokens or self.max_tokens, self.temperature,
             self.audio_out if audio_out is None else audio_out, self._overflow,
+            self.tools, self.tool_choice,
         )  # fmt: skip
         # a reply to the conversation waits for transcriptions still running
         waits = [r.task for r in self._replies if not r.respond and not r.task.done()]

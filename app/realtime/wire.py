@@ -20,7 +20,7 @@ from app.realtime.outbox import Outgoing
 from app.realtime.protocol import MAX_PROTOCOL_ERRORS
 
 if TYPE_CHECKING:
-    from app.realtime.respond import Reply
+    from app.realtime.respond import FunctionCall, Reply
     from app.realtime.session import Session
 
 Status = Literal["completed", "cancelled", "failed", "incomplete"]
@@ -67,6 +67,10 @@ class Wire(ABC):
 
     @abstractmethod
     def text_delta(self, reply: Reply, delta: str) -> list[Outgoing]: ...
+
+    def function_call_delta(self, reply: Reply, call: FunctionCall, delta: str) -> list[Outgoing]:
+        """The reply's tool call `call` grew by `delta` (JSON arguments text)."""
+        return []  # a protocol without function calling sends nothing
 
     @abstractmethod
     def audio(self, reply: Reply, pcm: bytes, sample_rate: int, piece: str) -> list[Outgoing]: ...

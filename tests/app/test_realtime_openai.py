@@ -254,6 +254,57 @@ async def test_barge_in_keeps_only_the_heard_part(
     assert done4["status"] in ("completed", "incomplete")
 
 
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather forecast for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]},
+}  # fmt: skip
+
+
+async def test_function_call_round_trip(server_service: Service) -> None:
+    """The tiny model may not pick a tool by itself: the call is forced by tool_choice (the
+    engine's grammar), then the tool's output goes back and the model answers in text."""
+    async with _client(server_service).realtime.connect(model="voicefleet") as conn:
+        conv = Conversation(conn, beta=False)
+        await conv.wait("session.created")
+        await conn.session.update(session={
+            "type": "realtime", "output_modalities": ["text"], "max_output_tokens": 48,
+            "tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "name": "get_weather"},
+            "audio": {"input": {"turn_detection": None}},
+        })  # fmt: skip
+        updated = (await conv.wait("session.updated"))["session"]
+        assert updated["tools"][0]["name"] == "get_weather"
+        ask = {"type": "input_text", "text": "What is the weather in Paris?"}
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [ask]})  # fmt: skip
+        await conn.response.create()
+        done1 = (await conv.wait("response.done"))["response"]
+        args_done = await conv.wait("response.function_call_arguments.done")
+        call = done1["output"][-1]
+        assert call["type"] == "function_call" and call["name"] == "get_weather"
+        assert args_done["call_id"] == call["call_id"] and args_done["name"] == "get_weather"
+        deltas = "".join(e["delta"] for e in conv.of("response.function_call_arguments.delta"))
+        assert deltas == args_done["arguments"] == call["arguments"]
+        assert isinstance(json.loads(call["arguments"])["city"], str)
+        # the client runs the function and hands its result back
+        await conn.session.update(session={"type": "realtime", "tool_choice": "none"})
+        await conv.wait("session.updated", count=2)
+        output = json.dumps({"forecast": "sunny, 21 C"})
+        await conn.conversation.item.create(item={"type": "function_call_output",
+                                                  "call_id": call["call_id"],
+                                                  "output": output})  # fmt: skip
+        await conv.wait("conversation.item.done", count=3)
+        await conn.response.create()
+        done2 = (await conv.wait("response.done", count=2))["response"]
+    text = done2["output"][0]["content"][0]["text"]
+    assert done2["status"] in ("completed", "incomplete") and text.strip()
+    assert done2["output"][0]["type"] == "message"
+    # the second prompt holds the call and its output
+    assert done2["usage"]["input_tokens"] > done1["usage"]["input_tokens"]
+
+
 async def test_bad_events_get_errors_and_the_session_goes_on(server_service: Service) -> None:
     async with _client(server_service).realtime.connect(model="voicefleet") as conn:
         conv = Conversation(conn, beta=False)

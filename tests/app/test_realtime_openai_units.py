@@ -55,7 +55,7 @@ def test_semantic_vad_eagerness_and_null_turn_detection() -> None:
         ),
         ({"input_audio_format": "g711_ulaw"}, True, "session.input_audio_format"),
         ({"max_response_output_tokens": 5000}, True, "session.max_response_output_tokens"),
-        ({"tools": [{"type": "function", "name": "f"}]}, True, "session.tools"),
+        ({"tools": [{"type": "mcp", "name": "f"}]}, True, "session.tools[0]"),
         (
             {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 5}},
             True,

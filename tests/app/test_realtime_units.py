@@ -102,32 +102,17 @@ def test_streaming_vad_finds_speech_in_real_audio(speech_wav: bytes) -> None:
 
 
 async def test_outbox_refuses_a_reader_too_far_behind_and_drops_cancelled_turns() -> None:
-    from app.realtime.outbox import Outbox, Overflow
+    from app.realtime.outbox import Outbox, Outgoing, Overflow
+
+    def audio(turn: int, size: int) -> Outgoing:
+        return Outgoing({"type": "response.audio"}, b"\0" * size, turn=turn, droppable=True)
 
     box = Outbox(max_bytes=100_000)
-    box.put({"type": "transcript", "turn": 1, "text": "hi"})
+    box.put_item(Outgoing({"type": "transcript", "text": "hi"}, turn=1))
     for _ in range(3):
-        box.put({"type": "response.audio", "turn": 1}, b"\0" * 30_000)
+        box.put_item(audio(1, 30_000))
     with pytest.raises(Overflow):
-        box.put({"type": "response.audio", "turn": 1}, b"\0" * 30_000)
-    assert box.drop_turn(1) == 3  # the transcript stays
+        box.put_item(audio(1, 30_000))
+    assert box.drop_turn(1) == 3  # the reply audio goes, the other events stay
     assert (await box.get()).event["type"] == "transcript"
-    box.put({"type": "response.audio", "turn": 2}, b"\0" * 90_000)  # room again
-
-
-def test_heard_text_is_a_prefix_cut_at_the_audio_played() -> None:
-    from app.realtime.heard import Spoken
-
-    reply = "The dragon woke. It flew over the hills, looking for gold. Then it slept."
-    spoken = Spoken()
-    so_far = ""
-    for piece, seconds in [("The dragon woke.", 1.0), ("It flew over the hills,", 1.2),
-                           ("looking for gold.", 1.0), ("Then it slept.", 0.8)]:  # fmt: skip
-        so_far = reply[: reply.index(piece) + len(piece)]
-        spoken.add(so_far, piece, seconds)
-    assert spoken.heard(0.5, within_piece=False) == ""
-    assert spoken.heard(1.6, within_piece=False) == "The dragon woke."
-    # the client's exact position: whole pieces plus the words of the one being played
-    assert spoken.heard(1.6, within_piece=True) == "The dragon woke. It flew"
-    assert spoken.heard(10.0, within_piece=True) == reply
-    assert reply.startswith(spoken.heard(2.9, within_piece=True))
+    box.put_item(audio(2, 90_000))  # room again
