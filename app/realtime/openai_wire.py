@@ -13,10 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from app.engines.base import ForcedTool
-from app.realtime.history import Item, new_item_id
+from app.realtime.history import Item, Role, new_item_id
 from app.realtime.openai_items import (
     Names,
     error_json,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from app.realtime.respond import FunctionCall, Reply
     from app.realtime.session import Session
 
-_ROLES = {"user": "input_text", "system": "input_text", "assistant": "output_text"}
+_ROLES: dict[str, Role] = {"user": "user", "system": "system", "assistant": "assistant"}
 
 
 def _out(*events: dict[str, Any]) -> list[Outgoing]:
@@ -51,6 +52,18 @@ class OpenAIWire(Wire):
         self.model = model
         self.output_rate = OPENAI_RATE
         self._responses: dict[str, ResponseEvents] = {}
+        self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "session.update": self._on_session_update,
+            "input_audio_buffer.append": self._on_input_audio_buffer_append,
+            "input_audio_buffer.commit": self._on_input_audio_buffer_commit,
+            "input_audio_buffer.clear": self._on_input_audio_buffer_clear,
+            "conversation.item.create": self._on_conversation_item_create,
+            "conversation.item.delete": self._on_conversation_item_delete,
+            "conversation.item.retrieve": self._on_conversation_item_retrieve,
+            "conversation.item.truncate": self._on_conversation_item_truncate,
+            "response.create": self._on_response_create,
+            "response.cancel": self._on_response_cancel,
+        }
         session.set_sample_rate(OPENAI_RATE)
 
     # --- client -> engine ---------------------------------------------------------------
@@ -69,7 +82,7 @@ class OpenAIWire(Wire):
         if not isinstance(ev, dict) or not isinstance(ev.get("type"), str):
             self.session.protocol_error("invalid_event", "an event is an object with a 'type'")
             return
-        handler = getattr(self, "_on_" + ev["type"].replace(".", "_"), None)
+        handler = self._handlers.get(ev["type"])
         event_id = ev.get("event_id") if isinstance(ev.get("event_id"), str) else None
         if handler is None:
             self.session.protocol_error(
@@ -157,9 +170,9 @@ class OpenAIWire(Wire):
             Item(item.get("id") or new_item_id(), "tool", output, call_id=call_id)
         )
 
-    def _message_role(self, item: dict[str, Any]) -> Any:
-        role = item.get("role")
-        if role not in _ROLES:
+    def _message_role(self, item: dict[str, Any]) -> Role:
+        role = _ROLES.get(str(item.get("role")))
+        if role is None:
             raise BadField("item.role", "item.role must be user, assistant or system")
         return role
 

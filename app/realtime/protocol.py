@@ -3,8 +3,8 @@
 protocol new clients use; docs/realtime.md). Both run the same engine; the adapter is
 voicefleet_wire.py.
 
-Connect: `GET /v1/voicefleet/realtime` as a WebSocket, authenticated *before* the upgrade with either
-`Authorization: Bearer KEY` or, for browsers, the subprotocols `voicefleet.v1, bearer.KEY`
+Connect: `GET /v1/voicefleet/realtime` as a WebSocket, authenticated *before* the upgrade with
+either `Authorization: Bearer KEY` or, for browsers, the subprotocols `voicefleet.v1, bearer.KEY`
 (the server accepts with `voicefleet.v1`). Refusals are plain HTTP answers in the OpenAI
 error shape: 401 (no/invalid key), 503 + Retry-After (all sessions taken or engines loading).
 

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.engines.base import FloatAudio, Tool, ToolChoice
 from app.realtime.audio_in import FrameDecoder
-from app.realtime.history import History, Item, new_item_id
+from app.realtime.history import History, Item, Role, new_item_id
 from app.realtime.outbox import Outbox, Outgoing, Overflow
 from app.realtime.protocol import (
     CLOSE_IDLE,
@@ -249,7 +249,7 @@ class Session:
         self.input = []
         self.turns = TurnDetector(self.detect.settings if self.detect else self.cfg)
 
-    def add_item(self, role: Any, text: str, item_id: str | None = None) -> Item:
+    def add_item(self, role: Role, text: str, item_id: str | None = None) -> Item:
         return self.history.append(Item(item_id or new_item_id(), role, text))
 
     @property
