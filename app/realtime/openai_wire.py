@@ -93,7 +93,10 @@ class OpenAIWire(Wire):
             handler(ev)
         except BadField as exc:
             self._error(exc.param, str(exc), event_id)
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            field = str(exc.args[0])
+            self._error(field, f"{ev['type']}: the field {field!r} is missing", event_id)
+        except (TypeError, ValueError) as exc:
             self._error(None, f"{ev['type']}: missing or malformed field ({exc})", event_id)
 
     def _error(self, param: str | None, message: str, event_id: str | None) -> None:

@@ -317,7 +317,8 @@ async def test_bad_events_get_errors_and_the_session_goes_on(server_service: Ser
         await conn.send_raw(
             json.dumps({"type": "session.update", "session": {"type": "realtime", "voicemail": 1}})
         )
-        errors = [(await conv.wait("error", count=i + 1))["error"] for i in range(5)]
+        await conn.send_raw(json.dumps({"type": "conversation.item.delete"}))
+        errors = [(await conv.wait("error", count=i + 1))["error"] for i in range(6)]
         await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
         await conv.wait("session.updated")  # still serving
     assert errors[0]["code"] == "invalid_json"
@@ -325,6 +326,7 @@ async def test_bad_events_get_errors_and_the_session_goes_on(server_service: Ser
     assert errors[2]["param"] == "audio"
     assert errors[3]["param"] == "session.audio.input.format.rate"
     assert errors[4]["param"] == "session.voicemail"
+    assert errors[5]["param"] == "item_id"
 
 
 async def test_auth_before_accept_and_the_browser_subprotocol(server_service: Service) -> None:
