@@ -60,7 +60,6 @@ class Session:
         session_id: str,
         slot: int | None,
         wire: WireFactory,
-        sample_rate: int | None = None,
     ) -> None:
         self.ws = ws
         self.state = state
@@ -70,7 +69,7 @@ class Session:
         llm = state.settings.llm
         self.outbox = Outbox(self.cfg.max_send_buffer_bytes)
         self.history = History(llm.system_prompt, llm.ctx_per_slot, self.cfg.history_low_water)
-        self.decoder = FrameDecoder(sample_rate or self.cfg.default_sample_rate)
+        self.decoder = FrameDecoder(self.cfg.default_sample_rate)
         self.vad = StreamingVAD()
         self.detect: TurnConfig | None = TurnConfig(self.cfg)  # None: the client commits
         self.turns = TurnDetector(self.cfg)

@@ -22,7 +22,7 @@ from openai.types.beta.realtime.realtime_server_event import (
 from openai.types.realtime.realtime_server_event import RealtimeServerEvent
 from pydantic import TypeAdapter
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from app.bench.rt_client import PCM, silence, trim_silence, wav_pcm
 from tests.app.conftest import API_KEY, Service
@@ -327,6 +327,21 @@ async def test_bad_events_get_errors_and_the_session_goes_on(server_service: Ser
     assert errors[3]["param"] == "session.audio.input.format.rate"
     assert errors[4]["param"] == "session.voicemail"
     assert errors[5]["param"] == "item_id"
+
+
+async def test_a_too_long_frame_is_refused_and_closes(server_service: Service) -> None:
+    limit = server_service.settings.realtime.max_frame_bytes
+    audio = base64.b64encode(b"\0" * limit).decode()  # 4/3 of the limit once encoded
+    async with _client(server_service).realtime.connect(model="voicefleet") as conn:
+        conv = Conversation(conn, beta=False)
+        await conv.wait("session.created")
+        await conn.input_audio_buffer.append(audio=audio)
+        error = (await conv.wait("error"))["error"]
+        await asyncio.wait_for(conv.reader, 10)
+    assert error["code"] == "frame_too_large" and str(limit) in error["message"]
+    failure = conv.failure
+    assert isinstance(failure, ConnectionClosed) and failure.rcvd is not None
+    assert failure.rcvd.code == 1009
 
 
 async def test_auth_before_accept_and_the_browser_subprotocol(server_service: Service) -> None:
