@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "app.server",  # serve
     "app.bench.cli",  # bench
     "app.bench.wyoming",  # bench-wyoming
+    "app.bench.wyoming_stream",  # bench-wyoming-stream
+    "app.bench.stt_bias",  # bench-bias
     "app.fit",  # fit
     "app.modelstore.cli",  # models verify|pin|fetch|install|rollback
     "app.report",  # report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -66,10 +67,26 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# the Ollama API's routes (app/api/ollama.py) answer errors in Ollama's shape
+OLLAMA_PREFIX = "/api/"
+
+
+def _shaped(request: Request, response: JSONResponse) -> JSONResponse:
+    """Ollama's error shape, {"error": "message"}, under /api/ (the `ollama` client raises
+    its text as ResponseError.error); the OpenAI shape everywhere else."""
+    if not request.url.path.startswith(OLLAMA_PREFIX):
+        return response
+    message = json.loads(bytes(response.body))["error"]["message"]
+    kept = ("retry-after", "www-authenticate")
+    headers = {k: v for k, v in response.headers.items() if k.lower() in kept}
+    return JSONResponse({"error": message}, status_code=response.status_code, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.code, exc.param, exc.retry_after)
+        response = error_response(exc.status, exc.message, exc.code, exc.param, exc.retry_after)
+        return _shaped(request, response)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -77,13 +94,14 @@ def install_error_handlers(app: FastAPI) -> None:
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "form")]
         param = ".".join(loc) or None
         message = f"{param}: {first.get('msg')}" if param else str(first.get("msg", exc))
-        return error_response(400, message, "invalid_request", param)
+        return _shaped(request, error_response(400, message, "invalid_request", param))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), None, None)
+        return _shaped(request, error_response(exc.status_code, str(exc.detail), None, None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal error (see the service log)", "internal_error")
+        response = error_response(500, "internal error (see the service log)", "internal_error")
+        return _shaped(request, response)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -20,40 +20,52 @@ MAX_TENSORS = 1_000_000
 MAX_KVS = 100_000
 MAX_STRING = 1 << 26
 
-# ggml type id -> (block size in elements, bytes per block)
-GGML_TYPE_SIZES: dict[int, tuple[int, int]] = {
-    0: (1, 4),  # F32
-    1: (1, 2),  # F16
-    2: (32, 18),  # Q4_0
-    3: (32, 20),  # Q4_1
-    6: (32, 22),  # Q5_0
-    7: (32, 24),  # Q5_1
-    8: (32, 34),  # Q8_0
-    9: (32, 36),  # Q8_1
-    10: (256, 84),  # Q2_K
-    11: (256, 110),  # Q3_K
-    12: (256, 144),  # Q4_K
-    13: (256, 176),  # Q5_K
-    14: (256, 210),  # Q6_K
-    15: (256, 292),  # Q8_K
-    16: (256, 66),  # IQ2_XXS
-    17: (256, 74),  # IQ2_XS
-    18: (256, 98),  # IQ3_XXS
-    19: (256, 50),  # IQ1_S
-    20: (32, 18),  # IQ4_NL
-    21: (256, 110),  # IQ3_S
-    22: (256, 82),  # IQ2_S
-    23: (256, 136),  # IQ4_XS
-    24: (1, 1),  # I8
-    25: (1, 2),  # I16
-    26: (1, 4),  # I32
-    27: (1, 8),  # I64
-    28: (1, 8),  # F64
-    29: (256, 56),  # IQ1_M
-    30: (1, 2),  # BF16
-    34: (256, 54),  # TQ1_0
-    35: (256, 66),  # TQ2_0
-    39: (32, 17),  # MXFP4
+
+class GGMLType(NamedTuple):
+    name: str
+    block_elements: int
+    block_bytes: int
+
+
+# ggml tensor types, as the pinned llama.cpp's gguf-py lists them (GGMLQuantizationType and
+# GGML_QUANT_SIZES; tests/app/test_gguf.py diffs this table against that file).
+# id -> (name, block size in elements, bytes per block)
+GGML_TYPES: dict[int, GGMLType] = {
+    0: GGMLType("F32", 1, 4),
+    1: GGMLType("F16", 1, 2),
+    2: GGMLType("Q4_0", 32, 18),
+    3: GGMLType("Q4_1", 32, 20),
+    6: GGMLType("Q5_0", 32, 22),
+    7: GGMLType("Q5_1", 32, 24),
+    8: GGMLType("Q8_0", 32, 34),
+    9: GGMLType("Q8_1", 32, 36),
+    10: GGMLType("Q2_K", 256, 84),
+    11: GGMLType("Q3_K", 256, 110),
+    12: GGMLType("Q4_K", 256, 144),
+    13: GGMLType("Q5_K", 256, 176),
+    14: GGMLType("Q6_K", 256, 210),
+    15: GGMLType("Q8_K", 256, 292),
+    16: GGMLType("IQ2_XXS", 256, 66),
+    17: GGMLType("IQ2_XS", 256, 74),
+    18: GGMLType("IQ3_XXS", 256, 98),
+    19: GGMLType("IQ1_S", 256, 50),
+    20: GGMLType("IQ4_NL", 32, 18),
+    21: GGMLType("IQ3_S", 256, 110),
+    22: GGMLType("IQ2_S", 256, 82),
+    23: GGMLType("IQ4_XS", 256, 136),
+    24: GGMLType("I8", 1, 1),
+    25: GGMLType("I16", 1, 2),
+    26: GGMLType("I32", 1, 4),
+    27: GGMLType("I64", 1, 8),
+    28: GGMLType("F64", 1, 8),
+    29: GGMLType("IQ1_M", 256, 56),
+    30: GGMLType("BF16", 1, 2),
+    34: GGMLType("TQ1_0", 256, 54),
+    35: GGMLType("TQ2_0", 256, 66),
+    39: GGMLType("MXFP4", 32, 17),
+    40: GGMLType("NVFP4", 64, 36),
+    41: GGMLType("Q1_0", 128, 18),
+    42: GGMLType("Q2_0", 64, 18),
 }
 
 # GGUF metadata value types
@@ -93,12 +105,10 @@ class TensorInfo:
         return n
 
     @property
-    def nbytes(self) -> int | None:
-        size = GGML_TYPE_SIZES.get(self.ggml_type)
-        if size is None:
-            return None
-        block, block_bytes = size
-        return self.n_elements // block * block_bytes
+    def nbytes(self) -> int:
+        """Bytes of this tensor's data (read_header admits only types in GGML_TYPES)."""
+        kind = GGML_TYPES[self.ggml_type]
+        return self.n_elements // kind.block_elements * kind.block_bytes
 
 
 @dataclass
@@ -134,8 +144,7 @@ class GGUFHeader:
         """Smallest file size consistent with the header."""
         end = self.data_offset
         for t in self.tensors:
-            nbytes = t.nbytes
-            end = max(end, self.data_offset + t.offset + (nbytes or 0))
+            end = max(end, self.data_offset + t.offset + t.nbytes)
         return end
 
 
@@ -214,7 +223,14 @@ def read_header(path: Path | str, keep_arrays: bool = False) -> GGUFHeader:
             if n_dims > 8:
                 raise GGUFError(f"{path}: tensor {name!r} has {n_dims} dimensions")
             shape = tuple(r.unpack("<Q") for _ in range(n_dims))
-            tensors.append(TensorInfo(name, shape, r.unpack("<I"), r.unpack("<Q")))
+            ggml_type = r.unpack("<I")
+            if ggml_type not in GGML_TYPES:
+                # Sizing it as 0 bytes would weaken the truncation check and the memory fit.
+                raise GGUFError(
+                    f"{path}: tensor {name!r} has ggml type {ggml_type}, which the pinned "
+                    "llama.cpp does not know (a newer quantization, or a corrupt header)"
+                )
+            tensors.append(TensorInfo(name, shape, ggml_type, r.unpack("<Q")))
         alignment = int(metadata.get("general.alignment", DEFAULT_ALIGNMENT)) or DEFAULT_ALIGNMENT
         pos = raw.tell()
         data_offset = (pos + alignment - 1) // alignment * alignment

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -22,6 +22,7 @@ from app.engines.base import (
     FloatAudio,
     LLMChunk,
     RequestRejectedError,
+    Segment,
     Transcript,
     TTSEngine,
     UnsupportedRequestError,
@@ -67,6 +68,26 @@ async def decode_audio_upload(state: ServiceState, data: bytes) -> FloatAudio:
     return await asyncio.to_thread(decode_upload, data, audio_limits(state))
 
 
+def bias_names(state: ServiceState, requested: Sequence[str] = ()) -> list[str]:
+    """stt.bias_names and a request's own names, each once, in that order; over
+    stt.max_bias_chars together is a clear 400 (whisper's context window is small)."""
+    names: list[str] = []
+    for name in [*state.settings.stt.bias_names, *requested]:
+        name = " ".join(name.split())
+        if name and name.casefold() not in {n.casefold() for n in names}:
+            names.append(name)
+    chars = sum(len(n) + 2 for n in names)
+    limit = state.settings.stt.max_bias_chars
+    if chars > limit:
+        raise APIError(
+            400,
+            f"the names to bias the transcription with are {chars} characters "
+            f"(stt.bias_names and the request's); the limit is {limit} (stt.max_bias_chars)",
+            code="too_many_names",
+        )
+    return names
+
+
 async def transcribe(
     state: ServiceState,
     audio: FloatAudio,
@@ -74,13 +95,23 @@ async def transcribe(
     language: str | None = None,
     prompt: str | None = None,
     temperature: float = 0.0,
+    names: Sequence[str] = (),
+    on_segment: Callable[[Segment], None] | None = None,
 ) -> tuple[Transcript, float]:
-    """Transcribe; returns the transcript and the seconds spent (queueing excluded)."""
+    """Transcribe, biased towards stt.bias_names and `names`; returns the transcript and the
+    seconds spent (queueing excluded). `on_segment` runs in the worker thread."""
     stt = state.require_stt()
+    biased = bias_names(state, names)
     async with state.stt_gate.slot() as slot:
         start = time.perf_counter()
         result = await slot.run(
-            stt.transcribe, audio, language=language, prompt=prompt, temperature=temperature
+            stt.transcribe,
+            audio,
+            language=language,
+            prompt=prompt,
+            temperature=temperature,
+            bias_names=biased,
+            on_segment=on_segment,
         )
         elapsed = time.perf_counter() - start
     state.metrics.stage_seconds.labels("stt").observe(elapsed)

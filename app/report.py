@@ -25,7 +25,12 @@ PLOTTED: list[tuple[str, str, str, str, str]] = [
     ("ttft_ms", "LLM first token, 1 client", "ms", "ttft_ms_max", "lower"),
     ("voice_turn_ms", "voice turn, speech in → out", "ms", "voice_turn_ms_max", "lower"),
     ("concurrent_aggregate_tps", "aggregate tok/s, concurrent", "tok/s", "", "higher"),
-]
+    # what a user hears over /v1/realtime (voicefleet bench --realtime-turns)
+    ("realtime_first_audio_p50_ms", "realtime first audio, 1 session", "ms",
+     "realtime_first_audio_ms_max", "lower"),
+    ("realtime_concurrent_first_audio_p95_ms", "realtime first audio p95, concurrent", "ms",
+     "realtime_concurrent_first_audio_p95_ms_max", "lower"),
+]  # fmt: skip
 STATUS_TEXT = {
     "passed": "passed",
     "failed": "FAILED",
@@ -124,8 +129,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['summary']['no_result']} gave no result. Generated {report['generated']}.",
         "",
         "| unit | group | status | decode tok/s | first token ms | voice turn ms "
-        "| concurrent tok/s, errors | release | why |",
-        "|---|---|---|---:|---:|---:|---:|---|---|",
+        "| concurrent tok/s, errors | realtime first audio ms: 1 session p50, N at once p95 "
+        "| release | why |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for u in report["units"]:
         f, th = figures_of(u), thresholds_of(u)
@@ -140,6 +146,11 @@ def markdown(report: dict[str, Any]) -> str:
             f" | {_fmt(f.get('voice_turn_ms'))}{_limit(th, 'voice_turn_ms_max')}"
             f" | {_fmt(f.get('concurrent_aggregate_tps'))}, "
             f"{_fmt(f.get('concurrent_errors'))} err ({f.get('concurrent_clients', '–')} clients)"
+            f" | {_fmt(f.get('realtime_first_audio_p50_ms'))}"
+            f"{_limit(th, 'realtime_first_audio_ms_max')}, "
+            f"{_fmt(f.get('realtime_concurrent_first_audio_p95_ms'))}"
+            f"{_limit(th, 'realtime_concurrent_first_audio_p95_ms_max')}"
+            f" ({f.get('realtime_sessions') or '–'} at once)"
             f" | {release} | {'; '.join(u.get('reasons') or []) or '–'} |"
         )
     comparison = report.get("comparison") or {}

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
-from app.api import audio, chat, health, models, realtime, voice
+from app.api import audio, chat, health, models, ollama, realtime, voice
 from app.errors import error_response, install_error_handlers
 from app.metrics import Metrics
 from app.settings import Settings, load_settings
@@ -162,7 +162,7 @@ def create_app(settings: Settings | None = None, engines: Engines | None = None)
     app = FastAPI(title="voicefleet", version=__version__, lifespan=lifespan)
     app.state.vf = state
     install_error_handlers(app)
-    for module in (health, models, chat, audio, voice, realtime):
+    for module in (health, models, chat, ollama, audio, voice, realtime):
         app.include_router(module.router)
     app.add_middleware(
         InFlightLimit,

@@ -51,6 +51,15 @@ class STTSettings(_Section):
     # Transcriptions run at once; further requests wait (queue bounded by max_queue).
     concurrency: int = Field(2, ge=1)
     max_queue: int = Field(16, ge=0)
+    # Names whisper should expect (devices, areas: "kitchen pendant lights"), for every
+    # transcription; a Wyoming client may add its own (transcribe.transcript_names/_terms).
+    # bias_with: faster-whisper's `hotwords` or its `initial_prompt` (measured in
+    # docs/benchmarks.md, "Device-name biasing"); "off" ignores the names.
+    bias_names: list[str] = Field(default_factory=list)
+    bias_with: Literal["hotwords", "prompt", "off"] = "hotwords"
+    # names and terms of one request together, in characters (whisper's context window
+    # holds ~220 tokens); more is refused with a clear error, not cut
+    max_bias_chars: int = Field(600, ge=16)
 
 
 class LLMSettings(_Section):
@@ -131,6 +140,10 @@ class RealtimeSettings(_Section):
     min_speech_ms: int = Field(128, ge=32)
     # silence that ends an utterance: speech_stopped, the reply starts speculatively
     end_silence_ms: int = Field(128, ge=64)
+    # silence after which the utterance so far is transcribed already, before speech_stopped:
+    # when no voice came in between, the reply starts from that transcript instead of a new
+    # STT pass (one such pass in flight per session). 0: STT starts at speech_stopped.
+    early_stt_silence_ms: int = Field(64, ge=0)
     # silence before the turn is committed and its reply may be heard; speech resuming
     # earlier cancels the speculative reply and merges the two parts into one request
     commit_silence_ms: int = Field(544, ge=64)
@@ -141,8 +154,9 @@ class RealtimeSettings(_Section):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     chunk_max_chars: int = Field(160, ge=20)
-    # a first chunk may end at a comma or a phrase break once this long (earlier first audio)
-    first_chunk_min_chars: int = Field(24, ge=1)
+    # a first chunk may end at a comma or a phrase break once this long (earlier first audio:
+    # piper's time grows with the piece's length; 24 before 2026-12)
+    first_chunk_min_chars: int = Field(10, ge=1)
     # history trimming keeps the system prompt, drops the oldest whole turns down to this
     # fraction of the budget at once, so the cached prefix changes rarely
     history_low_water: float = Field(0.5, gt=0.0, lt=1.0)
@@ -151,6 +165,8 @@ class RealtimeSettings(_Section):
     def _commit_after_end(self) -> RealtimeSettings:
         if self.commit_silence_ms < self.end_silence_ms:
             raise ValueError("realtime.commit_silence_ms must be >= realtime.end_silence_ms")
+        if self.early_stt_silence_ms >= self.end_silence_ms:
+            raise ValueError("realtime.early_stt_silence_ms must be below realtime.end_silence_ms")
         if self.vad_neg_threshold > self.vad_threshold:
             raise ValueError("realtime.vad_neg_threshold must be <= realtime.vad_threshold")
         return self
@@ -187,6 +203,13 @@ class WyomingSettings(_Section):
     max_conversations: int = Field(64, ge=1)
     # tts: samples per audio-chunk event
     samples_per_chunk: int = Field(1024, ge=64)
+    # streamed replies, the protocol's way: handled-start, a handled-chunk per sentence as
+    # the LLM writes it, handled (the whole reply), handled-stop; for asr transcript-start, a
+    # transcript-chunk per whisper segment, transcript, transcript-stop. "request": for a
+    # request whose context holds {"streaming": true}; "always": every reply (a client that
+    # knows only handled/transcript reads on to it, as Home Assistant does); "off": never,
+    # and describe says so
+    streaming: Literal["request", "always", "off"] = "request"
 
     @model_validator(mode="after")
     def _check_exposure(self) -> WyomingSettings:
@@ -199,6 +222,22 @@ class WyomingSettings(_Section):
                 "(VOICEFLEET_WYOMING__ALLOW_UNAUTHENTICATED=true) to accept that"
             )
         return self
+
+
+class OllamaSettings(_Section):
+    """The Ollama-compatible API (/api/chat, /api/tags, /api/show, /api/version) on the
+    service's own port, for Home Assistant's Ollama integration (docs/wyoming.md)."""
+
+    enabled: bool = True
+    # Home Assistant's Ollama integration sends no key. Where server.api_key is set (the
+    # service binds a non-loopback host), /api/* asks for the key like every route unless
+    # this says keyless clients are accepted: anyone who reaches the port may then chat
+    # with the LLM (firewall it to Home Assistant). The key still works when sent.
+    allow_unauthenticated: bool = False
+    # Ollama's API has no tool_choice: "auto" lets the model decide whether to call one of
+    # the request's tools; "required" makes a new user turn with tools a call (llama-server's
+    # grammar), for small models that never choose one; after a tool result: "auto"
+    tool_choice: Literal["auto", "required"] = "auto"
 
 
 class Settings(BaseSettings):
@@ -215,6 +254,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     wyoming: WyomingSettings = WyomingSettings()
+    ollama: OllamaSettings = OllamaSettings()
 
     @model_validator(mode="after")
     def _check_exposure(self) -> Settings:

@@ -135,7 +135,7 @@ async def _followup(
 
 
 def _wants_realtime(args: argparse.Namespace) -> bool:
-    return bool(args.realtime or args.realtime_soak)
+    return bool(args.realtime or args.realtime_soak or args.realtime_turns)
 
 
 def _header(model: str, args: argparse.Namespace, clients: list[int]) -> dict[str, Any]:
@@ -188,6 +188,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"\nwrote {args.json}")
     failed = sum(r["errors"] for r in report["llm"]) + sum(v["errors"] for v in report["voice"])
     failed += report.get("realtime", {}).get("soak", {}).get("errors", 0)
+    failed += report.get("realtime", {}).get("turns", {}).get("concurrent", {}).get("errors", 0)
     failed += sum(f["errors"] for f in report.get("followup", []))
     if "gate" in report:  # the gate decides (it counts errors among its checks)
         return 0 if report["gate"]["passed"] else 1
@@ -237,5 +238,11 @@ def register(sub: Any) -> None:
     rt.add_argument("--realtime-conversations", type=int, default=8)
     rt.add_argument("--realtime-soak", type=float, default=0.0, metavar="SECONDS",
                     help="N sessions talking for SECONDS: errors and peak RSS")  # fmt: skip
-    rt.add_argument("--realtime-sessions", type=int, default=8, help="sessions in the soak")
+    rt.add_argument("--realtime-sessions", type=int, default=8,
+                    help="sessions in the soak and in --realtime-turns' concurrent part "
+                         "(llm.parallel)")  # fmt: skip
+    rt.add_argument("--realtime-turns", type=int, default=0, metavar="ROUNDS",
+                    help="end of speech -> first audio for one question: 1 session and "
+                         "--realtime-sessions at once, ROUNDS each (the gate's realtime "
+                         "figures)")  # fmt: skip
     p.set_defaults(func=_bench)

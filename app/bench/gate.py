@@ -26,7 +26,25 @@ RULES: dict[str, tuple[str, str, str, str]] = {
         "aggregate tok/s with concurrent clients",
         "tok/s",
     ),
-}
+    # what a user hears over /v1/realtime: end of speech -> first reply audio
+    "realtime_first_audio_ms_max": (
+        "realtime_first_audio_p50_ms", "<=", "realtime end of speech → first audio (p50)", "ms",
+    ),
+    "realtime_first_audio_p95_ms_max": (
+        "realtime_first_audio_p95_ms", "<=", "realtime end of speech → first audio (p95)", "ms",
+    ),
+    "realtime_concurrent_first_audio_ms_max": (
+        "realtime_concurrent_first_audio_p50_ms", "<=",
+        "realtime first audio, concurrent sessions (p50)", "ms",
+    ),
+    "realtime_concurrent_first_audio_p95_ms_max": (
+        "realtime_concurrent_first_audio_p95_ms", "<=",
+        "realtime first audio, concurrent sessions (p95)", "ms",
+    ),
+    "realtime_concurrent_errors_max": (
+        "realtime_concurrent_errors", "<=", "realtime errors, concurrent sessions", "",
+    ),
+}  # fmt: skip
 DEFAULT_CONCURRENT_CLIENTS = 8
 
 
@@ -60,6 +78,8 @@ def figures(
     raw_one = _row(llm, "clients", 1, target="llama-server")
     turn = _row(voice, "clients", 1)
     many_voice = _row(voice, "clients", concurrent_clients)
+    turns = report.get("realtime", {}).get("turns", {})
+    rt_one, rt_many = turns.get("one_session"), turns.get("concurrent")
     errors: int | None = None
     if many is not None:
         errors = int(many["errors"]) + (int(many_voice["errors"]) if many_voice else 0)
@@ -78,6 +98,16 @@ def figures(
         "concurrent_errors": errors,
         "llama_server_decode_tps": raw_one["stream_tps_p50"] if raw_one else None,
         "errors_total": sum(int(r["errors"]) for r in llm) + sum(int(v["errors"]) for v in voice),
+        "realtime_first_audio_p50_ms": rt_one["first_audio_p50_ms"] if rt_one else None,
+        "realtime_first_audio_p95_ms": rt_one["first_audio_p95_ms"] if rt_one else None,
+        "realtime_sessions": rt_many["sessions"] if rt_many else None,
+        "realtime_concurrent_first_audio_p50_ms": (
+            rt_many["first_audio_p50_ms"] if rt_many else None
+        ),
+        "realtime_concurrent_first_audio_p95_ms": (
+            rt_many["first_audio_p95_ms"] if rt_many else None
+        ),
+        "realtime_concurrent_errors": rt_many["errors"] if rt_many else None,
     }
 
 
@@ -95,7 +125,9 @@ def evaluate(report: dict[str, Any], thresholds: dict[str, Any]) -> dict[str, An
         limit = thresholds.get(name)
         if limit is None:
             continue
-        if "concurrent" in name:
+        if name.startswith("realtime_concurrent") and figs["realtime_sessions"]:
+            label = label.replace("concurrent", f"{figs['realtime_sessions']} concurrent")
+        elif "concurrent" in name:
             label = f"{label.replace('concurrent', str(clients) + ' concurrent')}"
         value = figs.get(fig)
         if value is None:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from app.bench import rt_turns
 from app.bench.followup import FOLLOW_UP, PASSAGE
 from app.bench.openai_client import OpenAIRealtimeClient
 from app.bench.rt_client import PCM, RealtimeClient, silence, trim_silence, wav_pcm
@@ -253,6 +254,26 @@ async def run_soak(url: str, api_key: str | None, sessions: int, seconds: float)
     }
 
 
+async def run_turns(url: str, api_key: str | None, rounds: int, sessions: int) -> dict[str, Any]:
+    """First audio for the one-sentence question: one session `rounds` times, then `sessions`
+    sessions asking at once, `rounds` times (the gate's realtime figures)."""
+    sp = await rt_turns.speech(url, api_key)
+    await rt_turns.one_turn(url, api_key, sp.question, sp.rate, 24)  # warm-up
+    one = [await rt_turns.one_turn(url, api_key, sp.question, sp.rate, 24) for _ in range(rounds)]
+    crowd: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for _ in range(rounds):
+        turns, errs = await rt_turns.concurrent(url, api_key, sp, sessions, 24)
+        crowd += turns
+        errors += errs
+    many = rt_turns.summarise(crowd)
+    return {
+        "one_session": rt_turns.summarise(one),
+        "concurrent": {"sessions": sessions, "turns": len(crowd), "errors": len(errors),
+                       "error_samples": errors[:3], **many},
+    }  # fmt: skip
+
+
 def print_realtime(report: dict[str, Any]) -> None:
     fa = report.get("first_audio")
     if fa:
@@ -277,6 +298,13 @@ def print_realtime(report: dict[str, Any]) -> None:
         print(f"  LLM first token p50: turn 1 {hist['turn1_first_token_p50_ms']:.0f} ms, "
               f"turn 2 {hist['turn2_first_token_p50_ms']:.0f} ms, ratio {hist['ratio_p50']:.3f}"
               " (goal <= 0.3)")  # fmt: skip
+    turns = report.get("turns")
+    if turns:
+        one, many = turns["one_session"], turns["concurrent"]
+        print(f"\nrealtime turns (end of speech -> first audio): 1 session p50 "
+              f"{one['first_audio_p50_ms']:.0f} ms p95 {one['first_audio_p95_ms']:.0f} ms; "
+              f"{many['sessions']} at once p50 {many['first_audio_p50_ms']:.0f} ms p95 "
+              f"{many['first_audio_p95_ms']:.0f} ms, {many['errors']} errors")  # fmt: skip
     soak = report.get("soak")
     if soak:
         print(f"\nrealtime soak: {soak['sessions']} sessions x {soak['seconds']:.0f} s: "
@@ -295,6 +323,8 @@ async def run_realtime(args: Any, api_key: str | None) -> dict[str, Any]:
         )
         if args.realtime_conversations > 0:
             report["history"] = await run_history(url, api_key, args.realtime_conversations, 32)
+    if args.realtime_turns:
+        report["turns"] = await run_turns(url, api_key, args.realtime_turns, args.realtime_sessions)
     if args.realtime_soak:
         report["soak"] = await run_soak(url, api_key, args.realtime_sessions, args.realtime_soak)
     return report

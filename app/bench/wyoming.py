@@ -72,12 +72,12 @@ def _endpoint(uri: str) -> tuple[str, int]:
     return parsed.hostname, parsed.port
 
 
-def _client(uri: str, timeout_s: float) -> AsyncTcpClient:
+def wyoming_client(uri: str, timeout_s: float) -> AsyncTcpClient:
     host, port = _endpoint(uri)
     return AsyncTcpClient(host, port, connect_timeout=timeout_s, read_timeout=timeout_s)
 
 
-async def _next(client: AsyncTcpClient) -> Event:
+async def next_event(client: AsyncTcpClient) -> Event:
     event = await client.read_event()
     if event is None:
         raise BenchError("the server closed the connection")
@@ -88,10 +88,10 @@ async def _next(client: AsyncTcpClient) -> Event:
 
 
 async def describe(uri: str, timeout_s: float = 10.0) -> Info:
-    async with _client(uri, timeout_s) as client:
+    async with wyoming_client(uri, timeout_s) as client:
         await client.write_event(Describe().event())
         while True:
-            event = await _next(client)
+            event = await next_event(client)
             if Info.is_type(event.type):
                 return Info.from_event(event)
 
@@ -123,10 +123,10 @@ async def synthesize(uri: str, text: str, timeout_s: float = 60.0) -> Speech:
     first: float | None = None
     rate = 0
     audio = bytearray()
-    async with _client(uri, timeout_s) as client:
+    async with wyoming_client(uri, timeout_s) as client:
         await client.write_event(Synthesize(text=text).event())
         while True:
-            event = await _next(client)
+            event = await next_event(client)
             if AudioStart.is_type(event.type):
                 rate = AudioStart.from_event(event).rate
             elif AudioChunk.is_type(event.type):
@@ -170,7 +170,7 @@ class Heard:
 async def transcribe(uri: str, pcm16k: bytes, timeout_s: float = 120.0) -> Heard:
     step = CHUNK_SAMPLES * 2
     start = time.perf_counter()
-    async with _client(uri, timeout_s) as client:
+    async with wyoming_client(uri, timeout_s) as client:
         await client.write_event(Transcribe(language="en").event())
         await client.write_event(AudioStart(rate=STT_RATE, width=2, channels=1).event())
         for offset in range(0, len(pcm16k), step):
@@ -181,7 +181,7 @@ async def transcribe(uri: str, pcm16k: bytes, timeout_s: float = 120.0) -> Heard
         stop = time.perf_counter()
         await client.write_event(AudioStop().event())
         while True:
-            event = await _next(client)
+            event = await next_event(client)
             if Transcript.is_type(event.type):
                 text = Transcript.from_event(event).text
                 break

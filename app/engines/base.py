@@ -6,7 +6,7 @@ a worker thread, never on the event loop. LLM engines are async streams.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -44,8 +44,12 @@ class STTEngine(Protocol):
         language: str | None = None,
         prompt: str | None = None,
         temperature: float = 0.0,
+        bias_names: Sequence[str] = (),
+        on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
-        """Transcribe 16 kHz mono float32 audio."""
+        """Transcribe 16 kHz mono float32 audio. `bias_names` (device and area names) make
+        the decoder likelier to write those names; `on_segment` is called (in the calling
+        thread) with each segment as soon as it is decoded, before the whole is done."""
         ...
 
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from faster_whisper import WhisperModel
 
 from app.engines.base import STT_SAMPLE_RATE, FloatAudio, Segment, Transcript
 from app.settings import STTSettings
+
+
+def bias_text(names: Sequence[str]) -> str | None:
+    """Names as whisper's context text: a comma-separated list reads like earlier speech that
+    mentioned them, which is what the decoder conditions on."""
+    return ", ".join(names) or None
 
 
 class WhisperSTT:
@@ -18,6 +26,7 @@ class WhisperSTT:
         self.model_name = settings.model_name
         self._beam_size = settings.beam_size
         self._default_language = settings.language
+        self._bias_with = settings.bias_with
         self._model = WhisperModel(
             str(settings.model_dir),
             device=settings.device,
@@ -33,17 +42,30 @@ class WhisperSTT:
         language: str | None = None,
         prompt: str | None = None,
         temperature: float = 0.0,
+        bias_names: Sequence[str] = (),
+        on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
+        names = bias_text(bias_names) if self._bias_with != "off" else None
+        hotwords = names if self._bias_with == "hotwords" else None
+        if self._bias_with == "prompt" and names:
+            # the caller's own prompt goes last: whisper weighs the most recent context most
+            prompt = f"{names}. {prompt}" if prompt else f"{names}."
         segments, info = self._model.transcribe(
             audio,
             language=language or self._default_language,
             initial_prompt=prompt,
+            hotwords=hotwords,
             temperature=temperature,
             beam_size=self._beam_size,
             condition_on_previous_text=False,
             vad_filter=False,
         )
-        parts = [Segment(start=s.start, end=s.end, text=s.text) for s in segments]
+        parts: list[Segment] = []
+        for s in segments:  # a lazy generator: each segment is decoded as it is asked for
+            part = Segment(start=s.start, end=s.end, text=s.text)
+            parts.append(part)
+            if on_segment is not None:
+                on_segment(part)
         return Transcript(
             text="".join(p.text for p in parts).strip(),
             language=info.language,

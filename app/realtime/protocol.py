@@ -115,6 +115,8 @@ class TurnTimings:
     completion_tokens: int = 0
     history_turns: int = 0
     speculative_restarts: int = 0
+    # the transcript came from the pass started at a pause (realtime.early_stt_silence_ms)
+    early_transcript: bool = False
 
     def event(self) -> dict[str, Any]:
         data = {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from app.engines.base import ChatMessage, ChatParams, FloatAudio, Tool, ToolChoice
+from app.engines.base import ChatMessage, ChatParams, FloatAudio, Tool, ToolChoice, Transcript
 from app.errors import APIError
 from app.pipeline import LLMTimings, llm_stream, synthesize, transcribe
 from app.realtime.heard import Spoken
@@ -63,6 +63,19 @@ class FunctionCall:
     arguments: str = ""
 
 
+@dataclass
+class EarlyTranscript:
+    """An STT pass started at a pause, before speech_stopped; `last_voiced_ms` is the end of
+    the speech it covers (a stop with the same end had no new speech since)."""
+
+    task: asyncio.Task[tuple[Transcript, float]]
+    last_voiced_ms: int
+
+    def __post_init__(self) -> None:
+        # an early pass nobody waits for (speech went on) still ends; its error is not news
+        self.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 def _ms(seconds: float) -> float:
     return seconds * 1000.0
 
@@ -82,9 +95,11 @@ class Reply:
         t_last_voiced: float,
         restarts: int = 0,
         after: list[asyncio.Task[None]] | None = None,
+        early: EarlyTranscript | None = None,
     ) -> None:
         self.ctx = ctx
         self._after = after or []
+        self.early = early
         self.turn = turn
         self.committed = committed
         self.respond = respond
@@ -229,7 +244,11 @@ class Reply:
         state = self.ctx.state
         wire = self.ctx.wire
         if audio is not None:
-            transcript, stt_s = await transcribe(state, audio)
+            if self.early is not None:
+                transcript, stt_s = await self.early.task
+                self.timings.early_transcript = True
+            else:
+                transcript, stt_s = await transcribe(state, audio)
             self.user_text = transcript.text
             self.timings.stt_ms = _ms(stt_s)
             self.timings.vad_end_to_transcript_ms = _ms(time.perf_counter() - self.t_vad_end)

@@ -22,6 +22,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.engines.base import FloatAudio, Tool, ToolChoice
+from app.pipeline import transcribe
 from app.realtime.audio_in import FrameDecoder
 from app.realtime.history import History, Item, Role, new_item_id
 from app.realtime.outbox import Outbox, Outgoing, Overflow
@@ -34,7 +35,7 @@ from app.realtime.protocol import (
     CLOSE_SLOW_READER,
     CLOSE_TOO_BIG,
 )
-from app.realtime.respond import Reply, ReplyContext
+from app.realtime.respond import EarlyTranscript, Reply, ReplyContext
 from app.realtime.turns import TurnConfig, TurnDetector, TurnEvent
 from app.realtime.vad import StreamingVAD
 from app.realtime.wire import Wire
@@ -83,6 +84,8 @@ class Session:
         self.reply: Reply | None = None
         self._replies: list[Reply] = []  # all not finished (a transcription may run on)
         self.speech_item = new_item_id()  # the user item the current speech will become
+        # the utterance so far, transcribed at a pause (realtime.early_stt_silence_ms)
+        self.early: EarlyTranscript | None = None
         self.turn = 0
         self.restarts = 0
         self.protocol_errors = 0
@@ -121,6 +124,8 @@ class Session:
                 task.cancel()
             for reply in self._replies:
                 reply.cancel("disconnected")
+            if self.early is not None:
+                self.early.task.cancel()
             if self._failure is not None and self._failure.code != CLOSE_SLOW_READER:
                 # let the error event out before the close frame
                 with contextlib.suppress(TimeoutError):
@@ -287,10 +292,28 @@ class Session:
         self._replies.append(self.reply)
         return self.reply
 
+    def _on_pause(self, event: TurnEvent) -> None:
+        """Transcribe what was said so far, unless a pass is still running (its thread would
+        go on even if cancelled): one early pass per session at a time bounds the extra CPU."""
+        if event.audio is None or (self.early is not None and not self.early.task.done()):
+            return
+        self.early = EarlyTranscript(
+            asyncio.create_task(transcribe(self.state, event.audio)), event.last_voiced_ms
+        )
+
+    def _early_for(self, event: TurnEvent) -> EarlyTranscript | None:
+        """The early transcript when it covers all the speech up to this stop."""
+        early, self.early = self.early, None
+        if early is not None and early.last_voiced_ms == event.last_voiced_ms:
+            return early
+        return None
+
     def _on_turn_event(self, event: TurnEvent) -> None:
         now = time.perf_counter()
         detect = self.detect or TurnConfig(self.cfg)
-        if event.kind == "speech_started":
+        if event.kind == "pause":
+            self._on_pause(event)
+        elif event.kind == "speech_started":
             reply = self.reply
             if reply is not None and reply.playing(now) and detect.interrupt_response:
                 # heard up to the moment the speech began, not when the VAD was sure of it
@@ -312,6 +335,7 @@ class Session:
                 audio=event.audio, user_item_id=self.speech_item, committed=False,
                 respond=detect.create_response, t_vad_end=now,
                 t_last_voiced=now - silence_s, restarts=self.restarts,
+                early=self._early_for(event),
             )  # fmt: skip
         elif event.kind == "commit" and self.reply is not None:
             item_id, self.speech_item = self.speech_item, new_item_id()

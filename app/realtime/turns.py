@@ -1,6 +1,7 @@
 """Turn detection over VAD windows: when did the user start, stop, and finish a request.
 
-States: idle -> speaking (voiced for min_speech_ms) -> paused (silent for end_silence_ms:
+States: idle -> speaking (voiced for min_speech_ms; silent for early_stt_silence_ms is a
+`pause`: the utterance so far may be transcribed already) -> paused (silent for end_silence_ms:
 `speech_stopped`, the reply may start speculatively) -> idle (silent for commit_silence_ms in
 all: `commit`, the turn is final). Speech while paused is `speech_resumed`: the pause was
 inside one request (a breath between two sentences), so the speculative reply is dropped and
@@ -29,7 +30,7 @@ from app.settings import RealtimeSettings
 # already known to be talking
 RESUME_WINDOWS = 2
 
-Kind = Literal["speech_started", "speech_stopped", "speech_resumed", "commit"]
+Kind = Literal["speech_started", "pause", "speech_stopped", "speech_resumed", "commit"]
 
 
 @dataclass
@@ -47,7 +48,7 @@ class TurnConfig:
 class TurnEvent:
     kind: Kind
     audio_ms: int  # the event's moment in the session's audio time
-    audio: FloatAudio | None = None  # the utterance so far (speech_stopped, commit)
+    audio: FloatAudio | None = None  # the utterance so far (pause, speech_stopped, commit)
     last_voiced_ms: int = 0  # end of the last voiced window
 
 
@@ -61,6 +62,7 @@ class TurnDetector:
         self.neg_threshold = cfg.vad_neg_threshold
         self.min_speech = _windows(cfg.min_speech_ms)
         self.end_silence = _windows(cfg.end_silence_ms)
+        self.early_stt = _windows(cfg.early_stt_silence_ms) if cfg.early_stt_silence_ms else 0
         self.commit_silence = _windows(cfg.commit_silence_ms)
         self.max_windows = _windows(int(cfg.max_utterance_s * 1000))
         self.state: Literal["idle", "speaking", "paused"] = "idle"
@@ -131,6 +133,8 @@ class TurnDetector:
             if self._silence_run >= self.end_silence:
                 self.state = "paused"
                 return [self._event("speech_stopped", True)]
+            if self.early_stt and self._silence_run == self.early_stt:
+                return [self._event("pause", True)]
             return None
         # paused
         if self._voiced_run >= RESUME_WINDOWS:

@@ -72,6 +72,8 @@ def build_info(state: ServiceState) -> Info:
     """asr and tts only where the engine is enabled and loaded; handle always (the LLM)."""
     s = state.settings
     engines = state.require_engines()
+    # what wyoming.streaming allows; "request" streams where the request's context asks
+    streams = s.wyoming.streaming != "off"
     info = Info()
     if engines.stt is not None:
         info.asr.append(
@@ -91,7 +93,7 @@ def build_info(state: ServiceState) -> Info:
                         languages=_stt_languages(s.stt.language),
                     )
                 ],
-                supports_transcript_streaming=False,
+                supports_transcript_streaming=streams,
                 requires_external_vad=True,
             )
         )
@@ -137,7 +139,7 @@ def build_info(state: ServiceState) -> Info:
                     languages=[],
                 )
             ],
-            supports_handled_streaming=False,
+            supports_handled_streaming=streams,
             supports_home_control=False,
         )
     )

@@ -16,7 +16,8 @@ from wyoming.zeroconf import HomeAssistantZeroconf
 
 from app.settings import LOOPBACK_HOSTS
 from app.state import ServiceState
-from app.wyoming.handler import Connection, Histories
+from app.wyoming.handle import Histories
+from app.wyoming.handler import Connection
 
 log = logging.getLogger("voicefleet.wyoming")
 

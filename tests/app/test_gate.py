@@ -177,3 +177,35 @@ def test_speech_round_trip_word_recall() -> None:
         8 / 9
     )  # "jumps" missed
     assert word_recall(said, "") == 0.0
+
+
+def _turns(one_p50: float, many_p95: float, errors: int = 0) -> dict[str, Any]:
+    """The `realtime.turns` section `voicefleet bench --realtime-turns N` writes."""
+    return {"turns": {
+        "one_session": {"first_audio_p50_ms": one_p50, "first_audio_p95_ms": one_p50 * 1.2},
+        "concurrent": {"sessions": 8, "errors": errors, "first_audio_p50_ms": many_p95 * 0.8,
+                       "first_audio_p95_ms": many_p95},
+    }}  # fmt: skip
+
+
+REALTIME = {
+    **ORIN_NX,
+    "realtime_first_audio_ms_max": 1500,
+    "realtime_concurrent_first_audio_p95_ms_max": 3000,
+    "realtime_concurrent_errors_max": 0,
+}
+
+
+def test_what_users_hear_over_realtime_is_gated() -> None:
+    assert evaluate(bench(realtime=_turns(640, 2500)), REALTIME)["passed"]
+    slow = evaluate(bench(realtime=_turns(1800, 2500)), REALTIME)
+    assert slow["reasons"] == [
+        "realtime end of speech → first audio (p50): 1800 ms (needs <= 1500 ms)"
+    ]
+    crowded = evaluate(bench(realtime=_turns(640, 3200, errors=1)), REALTIME)
+    assert [r.split(":")[0] for r in crowded["reasons"]] == [
+        "realtime first audio, 8 concurrent sessions (p95)",
+        "realtime errors, 8 concurrent sessions",
+    ]
+    # asked for and not measured: a failure, not a pass
+    assert not evaluate(bench(), REALTIME)["passed"]

@@ -72,8 +72,31 @@ def test_a_short_pause_merges_and_a_long_one_commits() -> None:
     det = _detector(end_silence_ms=224, commit_silence_ms=544)
     # 1 s speech, 300 ms pause, 1 s speech, 800 ms silence
     kinds = _feed(det, [(0.9, 31), (0.05, 9), (0.9, 31), (0.05, 25)])
-    assert kinds == ["speech_started", "speech_stopped", "speech_resumed",
-                     "speech_stopped", "commit"]  # fmt: skip
+    assert kinds == ["speech_started", "pause", "speech_stopped", "speech_resumed",
+                     "pause", "speech_stopped", "commit"]  # fmt: skip
+
+
+def test_a_pause_shorter_than_the_stop_is_offered_for_early_stt() -> None:
+    det = _detector(early_stt_silence_ms=64, end_silence_ms=128, commit_silence_ms=544)
+    # speech, a 64 ms gap (pause, speech goes on), speech, then the end of the request
+    kinds = _feed(det, [(0.9, 10), (0.05, 2), (0.9, 10), (0.05, 2)])
+    assert kinds == ["speech_started", "pause", "pause"]
+    events = det.feed(np.full(20, 0.05, np.float32), np.zeros(20 * WINDOW, np.float32))
+    assert [e.kind for e in events] == ["speech_stopped", "commit"]
+    # the stop covers the same speech as the last pause: its transcript can be reused
+    last_pause_voiced = (10 + 2 + 10) * 32
+    assert events[0].last_voiced_ms == last_pause_voiced
+    off = _detector(early_stt_silence_ms=0)
+    assert "pause" not in _feed(off, [(0.9, 10), (0.05, 2), (0.9, 10), (0.05, 30)])
+    with pytest.raises(ValueError, match="early_stt_silence_ms must be below"):
+        RealtimeSettings(early_stt_silence_ms=128, end_silence_ms=128)
+
+
+def test_first_piece_can_be_a_short_phrase() -> None:
+    text = "The weather in Paris today is sunny with a light breeze. It is warm."
+    pieces = _stream(SentenceChunker(max_chars=160, first_min_chars=10), text)
+    assert pieces[0] == "The weather"
+    assert " ".join(pieces).split() == text.split()
 
 
 def test_blips_are_not_speech_and_long_speech_is_cut() -> None:
@@ -96,7 +119,8 @@ def test_streaming_vad_finds_speech_in_real_audio(speech_wav: bytes) -> None:
     for i in range(0, len(audio), step):
         probs, windows = vad.process(decoder.decode(audio[i : i + step].tobytes()))
         kinds += [(e.kind, e.audio_ms) for e in det.feed(probs, windows)]
-    assert [k for k, _ in kinds] == ["speech_started", "speech_stopped", "commit"]
+    # pauses between words may come (early STT); the request is one, whole
+    assert [k for k, _ in kinds if k != "pause"] == ["speech_started", "speech_stopped", "commit"]
     started = kinds[0][1]
     assert 300 <= started <= 800  # speech begins at 500 ms
 

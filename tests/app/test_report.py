@@ -101,3 +101,25 @@ def test_cli_prints_summary_and_path_and_exit_code(tmp_path: Path, capsys: Any) 
     assert not (run / "figures.png").exists()
     assert main(["report", str(run), "--no-plots", "--exit-zero", "--quiet"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_realtime_first_audio_is_reported_with_its_limit_and_the_previous_run(
+    tmp_path: Path,
+) -> None:
+    from tests.app.test_gate import REALTIME, _turns
+
+    def unit(run_id: str, first_audio: float) -> Path:
+        rec = record("nx-1", "passed", 100.0, "aaa111")
+        rec["bench"]["realtime"] = _turns(first_audio, 2500)
+        rec["thresholds"] = {**SIM, **{k: v for k, v in REALTIME.items() if "realtime" in k}}
+        rec["gate"] = evaluate(rec["bench"], rec["thresholds"])
+        return write_run(tmp_path, run_id, [rec])
+
+    build(unit("20261201T060000Z", 800.0), [])
+    second = unit("20261201T070000Z", 640.0)
+    report = build(second, [])
+    md = (second / "fleet-report.md").read_text()
+    assert "| 640 (≤ 1500), 2500 (≤ 3000) (8 at once) |" in md
+    figs = report["comparison"]["nx-1"]["figures"]
+    assert figs["realtime_first_audio_p50_ms"] == {"now": 640.0, "before": 800.0,
+                                                   "change_pct": -20.0}  # fmt: skip

@@ -37,6 +37,8 @@ def test_committed_command_line_is_what_the_role_renders(tmp_path: Path) -> None
     )
     assert rendered[rendered.index("-ngl") + 1] == "99"
     assert rendered[rendered.index("--flash-attn") + 1] == "on"
+    # said explicitly: the pinned llama.cpp's default (--fit on) could move -c/-ngl at start-up
+    assert rendered[rendered.index("--fit") + 1] == "off"
 
 
 def test_committed_kv_layout_alternative_is_the_role_render_of_it(tmp_path: Path) -> None:

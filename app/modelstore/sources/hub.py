@@ -25,7 +25,7 @@ from urllib.parse import quote
 from ..catalog import FileSpec, ModelEntry
 from ..verify import sha256_file
 from . import FetchContext, SourceError
-from .http import TRANSIENT_STATUS, USER_AGENT, download
+from .http import TRANSIENT_STATUS, USER_AGENT, download, open_url
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -99,7 +99,7 @@ def _probe(url: str, ctx: FetchContext) -> None:
     if t := _token(ctx):
         req.add_header("Authorization", f"Bearer {t}")
     try:
-        urllib.request.urlopen(req, timeout=ctx.timeout).close()
+        open_url(req, ctx.timeout).close()
     except urllib.error.HTTPError as exc:
         if exc.code in TRANSIENT_STATUS:
             raise SourceError(f"{url}: HTTP {exc.code} {exc.reason}", True) from None

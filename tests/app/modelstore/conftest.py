@@ -25,12 +25,13 @@ def _gguf_string(s: str) -> bytes:
     return struct.pack("<Q", len(b)) + b
 
 
-def make_gguf(n_floats: int, arch: str = "llama", seed: int = 0) -> bytes:
-    """A complete, well-formed GGUF v3 file: arch + file_type KVs and one F32 tensor."""
+def make_gguf(n_floats: int, arch: str = "llama", seed: int = 0, ggml_type: int = 0) -> bytes:
+    """A complete, well-formed GGUF v3 file: arch + file_type KVs and one F32 tensor (its
+    type id is ggml_type, to write a header naming another type)."""
     kvs = _gguf_string("general.architecture") + struct.pack("<I", 8) + _gguf_string(arch)
     kvs += _gguf_string("general.file_type") + struct.pack("<I", 4) + struct.pack("<I", 0)
     tensor = _gguf_string("w") + struct.pack("<I", 1) + struct.pack("<Q", n_floats)
-    tensor += struct.pack("<I", 0) + struct.pack("<Q", 0)
+    tensor += struct.pack("<I", ggml_type) + struct.pack("<Q", 0)
     head = b"GGUF" + struct.pack("<IQQ", 3, 1, 2) + kvs + tensor
     head += b"\0" * (-len(head) % 32)
     block = hashlib.sha256(f"{seed}".encode()).digest()

@@ -1,0 +1,112 @@
+"""What a user hears in a realtime turn, measured from the client: end of speech -> first
+reply audio for one question, N sessions asking at once, and a request with a pause inside
+it (it must be answered once). Audio goes at real-time pace, so turn detection is included.
+Used by `bench/realtime_paths.py` (before/after in one run) and the bench gate."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from app.bench.rt_client import PCM, RealtimeClient, silence, trim_silence, wav_pcm
+from app.bench.voice import make_utterance
+
+QUESTION = "What is the weather like in Paris today?"
+# two sentences of one request, a breath between them
+PAUSED = ("Please turn on the kitchen lights.", "And tell me what time it is.")
+PAUSE_S = 0.34
+STAGES = (
+    "stt_ms", "vad_end_to_transcript_ms", "vad_end_to_llm_first_token_ms",
+    "vad_end_to_first_audio_ms", "last_voiced_to_first_audio_ms",
+)  # fmt: skip
+
+
+@dataclass
+class Speech:
+    question: PCM
+    paused: PCM
+    rate: int
+
+
+async def speech(url: str, api_key: str | None) -> Speech:
+    """The utterances, spoken by the unit's own TTS."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as c:
+        question, rate = wav_pcm(await make_utterance(c, QUESTION))
+        first, _ = wav_pcm(await make_utterance(c, PAUSED[0]))
+        second, _ = wav_pcm(await make_utterance(c, PAUSED[1]))
+    paused = np.concatenate([trim_silence(first, rate), silence(rate, PAUSE_S),
+                             trim_silence(second, rate)])  # fmt: skip
+    return Speech(trim_silence(question, rate), paused, rate)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
+
+
+async def one_turn(
+    url: str, api_key: str | None, pcm: PCM, rate: int, max_tokens: int
+) -> dict[str, Any]:
+    """Speak `pcm` once; first audio from the last voiced frame, and what the turn gave."""
+    rt = await RealtimeClient.open(url, api_key, rate, max_tokens=max_tokens, temperature=0.0)
+    try:
+        audio = np.concatenate([silence(rate, 0.3), pcm, silence(rate, 1.2)])
+        t_voiced = await rt.send_audio(audio, rate, pace=1.0)
+        first = await rt.wait_for("response.audio", timeout_s=120)
+        await rt.wait_for("response.done", timeout_s=120)
+        timings = (await rt.wait_for("turn.timings", timeout_s=30)).data
+        await rt.send_audio(silence(rate, 0.8), rate, pace=0)  # a second answer would show now
+        await asyncio.sleep(0.8)
+    finally:
+        await rt.close()
+    return {
+        "first_audio_ms": round((first.t - t_voiced) * 1000, 1),
+        "transcripts": [e.data["text"] for e in rt.of("transcript")],
+        "answers": len(rt.of("response.done")),
+        "cancelled": len(rt.of("response.cancelled")),
+        "errors": [e.data for e in rt.of("error")],
+        "server": timings,
+    }
+
+
+def summarise(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    ms = [t["first_audio_ms"] for t in turns]
+    return {
+        "first_audio_ms": ms,
+        "first_audio_p50_ms": round(statistics.median(ms), 1) if ms else 0.0,
+        "first_audio_p95_ms": percentile(ms, 0.95),
+        "server_p50": {
+            k: round(statistics.median(t["server"][k] for t in turns), 1) for k in STAGES
+        },
+        "early_transcripts": sum(bool(t["server"].get("early_transcript")) for t in turns),
+        "transcript": turns[0]["transcripts"][-1] if turns and turns[0]["transcripts"] else "",
+    }
+
+
+def answered_once(turn: dict[str, Any]) -> bool:
+    """One request, one answer: one transcript holding both sentences, nothing cancelled."""
+    text = " ".join(turn["transcripts"]).lower()
+    return (len(turn["transcripts"]) == 1 and turn["answers"] == 1 and not turn["cancelled"]
+            and "kitchen" in text and "time" in text)  # fmt: skip
+
+
+async def concurrent(
+    url: str, api_key: str | None, sp: Speech, sessions: int, max_tokens: int
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """`sessions` sessions ask the question at once; their turns and the errors."""
+    results = await asyncio.gather(
+        *(one_turn(url, api_key, sp.question, sp.rate, max_tokens) for _ in range(sessions)),
+        return_exceptions=True,
+    )
+    turns = [r for r in results if isinstance(r, dict)]
+    errors = [repr(r) for r in results if isinstance(r, BaseException)]
+    errors += [str(e) for t in turns for e in t["errors"]]
+    return turns, errors
