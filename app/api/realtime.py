@@ -1,7 +1,16 @@
-"""GET /v1/realtime (WebSocket) and the page at /realtime/. Protocol: app/realtime/protocol.py.
+"""The realtime WebSockets and the page at /realtime/.
 
-The key is checked and a session place taken *before* accept(): refusals are ordinary HTTP
-answers (401, 503 + Retry-After) that any WebSocket client reports as the handshake's status.
+- GET /v1/realtime?model=...: the OpenAI Realtime API (app/realtime/openai_wire.py), GA
+  event names, or the beta ones with `OpenAI-Beta: realtime=v1` (or the browser subprotocol
+  `openai-beta.realtime-v1`).
+- GET /v1/voicefleet/realtime: the project's first protocol (app/realtime/protocol.py), kept
+  while `voicefleet bench --realtime` compares the two.
+
+Both run the same engine (app/realtime/session.py). The key is checked and a session place
+taken *before* accept(): refusals are ordinary HTTP answers (401, 503 + Retry-After) that any
+WebSocket client reports as the handshake's status. Keys: `Authorization: Bearer KEY`, or
+for browsers (which cannot set headers on a WebSocket) the subprotocol
+`openai-insecure-api-key.KEY` (OpenAI's form) or `bearer.KEY` (the first protocol's).
 """
 
 from __future__ import annotations
@@ -15,9 +24,15 @@ from starlette.responses import JSONResponse
 
 from app.errors import error_response
 from app.realtime.hub import get_hub
+from app.realtime.openai_wire import OpenAIWire
 from app.realtime.protocol import BEARER_PREFIX, SUBPROTOCOL
-from app.realtime.session import Session
+from app.realtime.session import Session, WireFactory
+from app.realtime.voicefleet_wire import VoicefleetWire
 from app.state import ServiceState
+
+OPENAI_KEY_PREFIX = "openai-insecure-api-key."
+OPENAI_SUBPROTOCOL = "realtime"
+OPENAI_BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
 
 router = APIRouter()
 
@@ -27,8 +42,9 @@ def _offered_key(ws: WebSocket) -> str | None:
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     for proto in ws.scope.get("subprotocols", []):
-        if proto.startswith(BEARER_PREFIX):
-            return str(proto[len(BEARER_PREFIX) :])
+        for prefix in (BEARER_PREFIX, OPENAI_KEY_PREFIX):
+            if proto.startswith(prefix):
+                return str(proto[len(prefix) :])
     return None
 
 
@@ -40,7 +56,7 @@ def _refusal(ws: WebSocket, state: ServiceState) -> JSONResponse | None:
             return error_response(
                 401,
                 "missing API key: send 'Authorization: Bearer <key>' or the subprotocol "
-                f"'{BEARER_PREFIX}<key>'",
+                f"'{OPENAI_KEY_PREFIX}<key>'",
                 "no_key",
             )
         if not hmac.compare_digest(offered.encode(), key.get_secret_value().encode()):
@@ -63,8 +79,7 @@ def _refusal(ws: WebSocket, state: ServiceState) -> JSONResponse | None:
     return None
 
 
-@router.websocket("/v1/realtime")
-async def realtime(ws: WebSocket) -> None:
+async def _serve(ws: WebSocket, wire: WireFactory, subprotocol: str | None) -> None:
     state: ServiceState = ws.app.state.vf
     refusal = _refusal(ws, state)
     if refusal is not None:
@@ -77,31 +92,27 @@ async def realtime(ws: WebSocket) -> None:
     session_id, slot = hub.open()
     reason = "error"
     try:
-        subprotocol = SUBPROTOCOL if SUBPROTOCOL in ws.scope.get("subprotocols", []) else None
-        await ws.accept(subprotocol=subprotocol)
-        session = Session(ws, state, session_id, slot)
-        tts = state.require_tts()
-        cfg = state.settings.realtime
-        session.send(
-            {
-                "type": "session.created",
-                "session_id": session_id,
-                "slot": slot,
-                "input_sample_rate": session.decoder.sample_rate,
-                "output_sample_rate": tts.sample_rate,
-                "max_tokens": session.max_tokens,
-                "limits": {
-                    "max_frame_bytes": cfg.max_frame_bytes,
-                    "max_session_s": cfg.max_session_s,
-                    "idle_timeout_s": cfg.idle_timeout_s,
-                    "end_silence_ms": cfg.end_silence_ms,
-                    "commit_silence_ms": cfg.commit_silence_ms,
-                },
-            }
-        )
-        reason = await session.run()
+        offered = subprotocol in ws.scope.get("subprotocols", [])
+        await ws.accept(subprotocol=subprotocol if offered else None)
+        reason = await Session(ws, state, session_id, slot, wire).run()
     finally:
         hub.close(session_id, slot, reason)
+
+
+@router.websocket("/v1/realtime")
+async def openai_realtime(ws: WebSocket, model: str = "voicefleet") -> None:
+    """The OpenAI Realtime API; `model` is echoed (the unit serves its one model set)."""
+    protocols = ws.scope.get("subprotocols", [])
+    beta = "realtime=v1" in ws.headers.get("openai-beta", "") or (
+        OPENAI_BETA_SUBPROTOCOL in protocols
+    )
+    await _serve(ws, lambda s: OpenAIWire(s, beta, model), OPENAI_SUBPROTOCOL)
+
+
+@router.websocket("/v1/voicefleet/realtime")
+async def voicefleet_realtime(ws: WebSocket) -> None:
+    """The first protocol (app/realtime/protocol.py), for the bench's comparison."""
+    await _serve(ws, VoicefleetWire, SUBPROTOCOL)
 
 
 def _static(name: str) -> bytes:

@@ -1,14 +1,15 @@
-"""Realtime benchmarks against /v1/realtime (voicefleet bench --realtime...).
+"""Realtime benchmarks (voicefleet bench --realtime...).
 
-- first audio: the same utterance answered by the streamed WebSocket and by one-shot
-  /v1/voice, interleaved round by round. Streamed is timed from the last voiced frame sent
-  (audio fed at real-time pace, so turn detection is included) to the first audio message;
-  one-shot from the request (the whole utterance is already there) to the answer (the
-  answer *is* its first audio).
-- history: turn-2 vs turn-1 LLM first-token time of N concurrent conversations whose turn 1
-  leaves a ~400-token history: with the slot kept per session and prompt caching, turn 2
-  prefills only its new tokens.
-- soak: N sessions talking for S seconds; errors and the service's peak RSS.
+- first audio: the same utterance answered through the OpenAI Realtime API (/v1/realtime),
+  through the first protocol (/v1/voicefleet/realtime: both run the same engine, so the
+  difference is the protocol's cost) and by one-shot /v1/voice, interleaved round by round.
+  Streamed is timed from the last voiced frame sent (audio fed at real-time pace, so turn
+  detection is included) to the first audio message; one-shot from the request (the whole
+  utterance is already there) to the answer (the answer *is* its first audio).
+- history (OpenAI protocol, typed turns): turn-2 vs turn-1 first reply text time of N
+  concurrent conversations whose turn 1 leaves a ~400-token history: with the slot kept per
+  session and prompt caching, turn 2 prefills only its new tokens.
+- soak (OpenAI protocol): N sessions talking for S seconds; errors and the service's peak RSS.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 
 from app.bench import rt_turns
 from app.bench.followup import FOLLOW_UP, PASSAGE
+from app.bench.openai_client import OpenAIRealtimeClient
 from app.bench.rt_client import PCM, RealtimeClient, silence, trim_silence, wav_pcm
 from app.bench.voice import make_utterance
 
@@ -54,7 +56,8 @@ async def _one_shot(c: httpx.AsyncClient, wav: bytes, max_tokens: int) -> dict[s
 async def _streamed(
     url: str, api_key: str | None, pcm: PCM, rate: int, max_tokens: int
 ) -> dict[str, Any]:
-    rt = await RealtimeClient.open(url, api_key, rate, max_tokens=max_tokens, temperature=0.0)
+    # the default temperature, as the OpenAI arm (its GA session has no temperature field)
+    rt = await RealtimeClient.open(url, api_key, rate, max_tokens=max_tokens)
     try:
         audio = np.concatenate([silence(rate, 0.3), pcm, silence(rate, 1.5)])
         t_voiced = await rt.send_audio(audio, rate, pace=1.0)
@@ -71,6 +74,21 @@ async def _streamed(
     }
 
 
+async def _openai(
+    url: str, api_key: str | None, pcm: PCM, rate: int, max_tokens: int
+) -> dict[str, Any]:
+    rt = await OpenAIRealtimeClient.open(url, api_key, {"max_output_tokens": max_tokens})
+    try:
+        audio = np.concatenate([silence(rate, 0.3), pcm, silence(rate, 1.5)])
+        t_voiced = await rt.send_audio(audio, rate, pace=1.0)
+        first = await rt.wait_for("response.output_audio.delta", timeout_s=120)
+        done = (await rt.wait_for("response.done", timeout_s=120)).data["response"]
+    finally:
+        await rt.close()
+    return {"first_audio_ms": (first.t - t_voiced) * 1000,
+            "prompt_tokens": done["usage"]["input_tokens"]}  # fmt: skip
+
+
 async def run_first_audio(
     url: str, api_key: str | None, rounds: int, max_tokens: int
 ) -> dict[str, Any]:
@@ -79,11 +97,17 @@ async def run_first_audio(
         pcm, rate = wav_pcm(wav)
         pcm = trim_silence(pcm, rate)
         await _one_shot(c, wav, 8)  # warm-up
-        oneshot, streamed = [], []
-        for _ in range(rounds):
+        oneshot, streamed, openai = [], [], []
+        for i in range(rounds):
             oneshot.append(await _one_shot(c, wav, max_tokens))
+            # the two protocols in alternating order, so a drift in load favours neither
+            if i % 2:
+                openai.append(await _openai(url, api_key, pcm, rate, max_tokens))
             streamed.append(await _streamed(url, api_key, pcm, rate, max_tokens))
+            if not i % 2:
+                openai.append(await _openai(url, api_key, pcm, rate, max_tokens))
     s_ms = [r["first_audio_ms"] for r in streamed]
+    oa_ms = [r["first_audio_ms"] for r in openai]
     o_ms = [r["first_audio_ms"] for r in oneshot]
     server = [r["server"] for r in streamed]
     return {
@@ -96,6 +120,13 @@ async def run_first_audio(
         "streamed_first_audio_ms": s_ms,
         "oneshot_first_audio_ms": o_ms,
         "streamed_p50_ms": _median(s_ms),
+        "openai_first_audio_ms": oa_ms,
+        "openai_p50_ms": _median(oa_ms),
+        "openai_minus_streamed_p50_ms": round(_median(oa_ms) - _median(s_ms), 1),
+        # per round (same utterance, back to back): less of the machine's noise
+        "openai_minus_streamed_paired_p50_ms": _median(
+            [o - f for o, f in zip(oa_ms, s_ms, strict=True)]
+        ),
         "oneshot_p50_ms": _median(o_ms),
         "ratio_p50": round(statistics.median(s / o for s, o in zip(s_ms, o_ms, strict=True)), 3),
         "server_p50": {
@@ -113,23 +144,37 @@ async def run_first_audio(
     }
 
 
-async def _text_turn(rt: RealtimeClient, text: str, count: int) -> tuple[float, dict[str, Any]]:
+async def _text_turn(
+    rt: OpenAIRealtimeClient, text: str, count: int
+) -> tuple[float, dict[str, Any]]:
     t0 = time.perf_counter()
-    await rt.send_event({"type": "input_text", "text": text})
-    transcript = await rt.wait_for("transcript", count=count, timeout_s=300)
-    turn = transcript.data["turn"]
-    first = await rt.wait_for("response.text.delta", turn=turn, timeout_s=300)
-    timings = (await rt.wait_for("turn.timings", turn=turn, timeout_s=300)).data
-    return (first.t - t0) * 1000, timings
+    await rt.send_event(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": text}],
+            },
+        }
+    )
+    await rt.send_event({"type": "response.create"})
+    created = await rt.wait_for("response.created", count=count, timeout_s=300)
+    rid = created.data["response"]["id"]
+    while not (first := [e for e in rt.of("response.output_audio_transcript.delta")
+                         if e.data["response_id"] == rid]):  # fmt: skip
+        await rt.wait_for("response.output_audio_transcript.delta",
+                          count=len(rt.of("response.output_audio_transcript.delta")) + 1,
+                          timeout_s=300)  # fmt: skip
+    done = (await rt.wait_for("response.done", count=count, timeout_s=300)).data["response"]
+    return (first[0].t - t0) * 1000, done["usage"]
 
 
 async def run_history(
     url: str, api_key: str | None, conversations: int, max_tokens: int
 ) -> dict[str, Any]:
-    clients = [
-        await RealtimeClient.open(url, api_key, max_tokens=max_tokens, temperature=0.0)
-        for _ in range(conversations)
-    ]
+    session = {"max_output_tokens": max_tokens, "audio": {"input": {"turn_detection": None}}}
+    clients = [await OpenAIRealtimeClient.open(url, api_key, session) for _ in range(conversations)]
     try:
         # a different opening per conversation, so no slot can borrow another's cache
         t1 = await asyncio.gather(*(
@@ -143,8 +188,8 @@ async def run_history(
     ttft2 = [t[0] for t in t2]
     return {
         "conversations": conversations,
-        "turn1_prompt_tokens_p50": _median([t[1]["prompt_tokens"] for t in t1]),
-        "turn2_prompt_tokens_p50": _median([t[1]["prompt_tokens"] for t in t2]),
+        "turn1_prompt_tokens_p50": _median([t[1]["input_tokens"] for t in t1]),
+        "turn2_prompt_tokens_p50": _median([t[1]["input_tokens"] for t in t2]),
         "turn1_first_token_p50_ms": _median(ttft1),
         "turn2_first_token_p50_ms": _median(ttft2),
         "turn1_first_token_max_ms": round(max(ttft1), 1),
@@ -173,7 +218,7 @@ async def run_soak(url: str, api_key: str | None, sessions: int, seconds: float)
 
         async def talker() -> None:
             try:
-                rt = await RealtimeClient.open(url, api_key, rate, max_tokens=24)
+                rt = await OpenAIRealtimeClient.open(url, api_key, {"max_output_tokens": 24})
             except Exception as exc:
                 errors.append(f"connect: {exc!r}")
                 return
@@ -235,7 +280,11 @@ def print_realtime(report: dict[str, Any]) -> None:
         words = fa["reply_words_streamed"]
         print(f"\nrealtime first audio ({fa['utterance_s']} s utterance, ~{words:.0f}-word "
               f"reply, {fa['rounds']} rounds, p50)")  # fmt: skip
-        print(f"  streamed (from the last voiced frame): {fa['streamed_p50_ms']:.0f} ms")
+        print(f"  OpenAI protocol (/v1/realtime):        {fa['openai_p50_ms']:.0f} ms "
+              f"({fa['openai_minus_streamed_p50_ms']:+.0f} ms vs the first protocol, "
+              f"paired per round {fa['openai_minus_streamed_paired_p50_ms']:+.0f} ms; "
+              "goal <= +15)")  # fmt: skip
+        print(f"  first protocol (from the last voiced): {fa['streamed_p50_ms']:.0f} ms")
         print(f"  one-shot /v1/voice:                    {fa['oneshot_p50_ms']:.0f} ms")
         print(f"  ratio streamed / one-shot:             {fa['ratio_p50']:.3f} (goal <= 0.5)")
         print(

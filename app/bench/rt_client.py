@@ -1,5 +1,6 @@
-"""A /v1/realtime client for the bench and the tests: feeds PCM at a chosen pace, records
-every event with its arrival time, and the reply audio per turn."""
+"""A client of the first realtime protocol (/v1/voicefleet/realtime, app/realtime/protocol.py)
+for the bench and the tests: feeds PCM at a chosen pace, records every event with its
+arrival time, and the reply audio per turn. The OpenAI protocol's client: openai_client.py."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ class RealtimeClient:
         ws_url = url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         ws = await connect(
-            f"{ws_url}/v1/realtime",
+            f"{ws_url}/v1/voicefleet/realtime",
             additional_headers=headers,
             compression=None,
             max_size=4 * 1024 * 1024,

@@ -19,10 +19,12 @@ class Outgoing:
     event: dict[str, Any]
     audio: bytes | None = None  # a binary message sent right after the event
     turn: int | None = None
+    droppable: bool = False  # reply audio: dropped when its turn is cancelled
+    inline_bytes: int = 0  # audio carried inside the JSON event (base64)
 
     @property
     def size(self) -> int:
-        return len(self.audio or b"") + 64
+        return len(self.audio or b"") + self.inline_bytes + 64
 
 
 class Overflow(Exception):
@@ -40,10 +42,11 @@ class Outbox:
         self.closed = False
 
     def put(self, event: dict[str, Any], audio: bytes | None = None) -> None:
+        self.put_item(Outgoing(event, audio))
+
+    def put_item(self, item: Outgoing) -> None:
         if self.closed:
             return
-        turn = event.get("turn")
-        item = Outgoing(event, audio, turn if isinstance(turn, int) else None)
         if self._bytes + item.size > self.max_bytes:
             raise Overflow(f"the client is {self._bytes} bytes behind")
         self._items.append(item)
@@ -52,8 +55,9 @@ class Outbox:
         self._empty.clear()
 
     def drop_turn(self, turn: int) -> int:
-        """Forget what is queued for a cancelled turn's reply; returns how many dropped."""
-        kept = deque(i for i in self._items if i.turn != turn or i.event["type"] == "transcript")
+        """Forget the reply audio queued for a cancelled turn (its other events, small, still
+        go out: the client learns how the turn ended); returns how many dropped."""
+        kept = deque(i for i in self._items if i.turn != turn or not i.droppable)
         dropped = len(self._items) - len(kept)
         self._items = kept
         self._bytes = sum(i.size for i in kept)

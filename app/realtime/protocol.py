@@ -1,7 +1,10 @@
-"""The /v1/realtime protocol: what a client sends, what the server answers.
+"""The first realtime protocol (`voicefleet.v1`), served at /v1/voicefleet/realtime while
+`voicefleet bench --realtime` compares it with the OpenAI Realtime API at /v1/realtime (the
+protocol new clients use; docs/realtime.md). Both run the same engine; the adapter is
+voicefleet_wire.py.
 
-Connect: `GET /v1/realtime` as a WebSocket, authenticated *before* the upgrade with either
-`Authorization: Bearer KEY` or, for browsers, the subprotocols `voicefleet.v1, bearer.KEY`
+Connect: `GET /v1/voicefleet/realtime` as a WebSocket, authenticated *before* the upgrade with
+either `Authorization: Bearer KEY` or, for browsers, the subprotocols `voicefleet.v1, bearer.KEY`
 (the server accepts with `voicefleet.v1`). Refusals are plain HTTP answers in the OpenAI
 error shape: 401 (no/invalid key), 503 + Retry-After (all sessions taken or engines loading).
 
@@ -31,6 +34,8 @@ binary message is announced by the `response.audio` event just before it.
   `no_speech` when the utterance held no words).
 - `response.cancelled` {turn, reason}: barge-in (`barge_in`), `response.cancel` (`client`)
   or an error; no further audio for that turn follows; drop what is queued for playback.
+  A turn ends with exactly one of `response.done` and `response.cancelled`: a barge-in after
+  `response.done` sends nothing more (the client stops its playback at `speech_started`).
 - `turn.timings` {turn, ...ms}: per-turn latencies, see `TurnTimings`.
 - `error` {code, message, fatal}: a fatal error is followed by a close with the code below.
 - `pong`

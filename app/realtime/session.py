@@ -1,29 +1,31 @@
-"""One realtime connection: receive audio and events, detect turns, run replies, send.
+"""One realtime connection, whatever its wire protocol: the realtime engine.
 
-Tasks per session: the receive loop (this coroutine: frames -> VAD -> turn events, control
-events), one reply task at a time (app.realtime.respond), and the sender draining the
-bounded outbox. Receiving never waits on sending, and sending never waits on the engines,
-so a slow reader stalls nobody but itself. Any way out (disconnect, close, limit, error)
-cancels the reply, which closes the LLM stream and frees the llama-server slot.
+Tasks per session: the receive loop (this coroutine: messages -> the protocol adapter
+(`wire.py`) -> audio into the VAD and turn detection, or control calls), one reply task at a
+time (app.realtime.respond), and the sender draining the bounded outbox. Receiving never
+waits on sending, and sending never waits on the engines, so a slow reader stalls nobody but
+itself. Any way out (disconnect, close, limit, error) cancels the reply, which closes the
+LLM stream and frees the llama-server slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from fastapi import WebSocket
-from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from app.engines.base import FloatAudio, Tool, ToolChoice
 from app.pipeline import transcribe
 from app.realtime.audio_in import FrameDecoder
-from app.realtime.history import History
-from app.realtime.outbox import Outbox, Overflow
+from app.realtime.history import History, Item, Role, new_item_id
+from app.realtime.outbox import Outbox, Outgoing, Overflow
 from app.realtime.protocol import (
     CLOSE_IDLE,
     CLOSE_INTERNAL,
@@ -32,18 +34,14 @@ from app.realtime.protocol import (
     CLOSE_SESSION_TOO_LONG,
     CLOSE_SLOW_READER,
     CLOSE_TOO_BIG,
-    MAX_PROTOCOL_ERRORS,
-    InputText,
-    Ping,
-    ResponseCancel,
-    SessionUpdate,
-    client_event,
-    error_event,
 )
 from app.realtime.respond import EarlyTranscript, Reply, ReplyContext
-from app.realtime.turns import TurnDetector, TurnEvent
+from app.realtime.turns import TurnConfig, TurnDetector, TurnEvent
 from app.realtime.vad import StreamingVAD
+from app.realtime.wire import Wire
 from app.state import ServiceState
+
+WireFactory = Callable[["Session"], Wire]
 
 log = logging.getLogger("voicefleet.realtime")
 
@@ -57,7 +55,12 @@ class _Close(Exception):
 
 class Session:
     def __init__(
-        self, ws: WebSocket, state: ServiceState, session_id: str, slot: int | None
+        self,
+        ws: WebSocket,
+        state: ServiceState,
+        session_id: str,
+        slot: int | None,
+        wire: WireFactory,
     ) -> None:
         self.ws = ws
         self.state = state
@@ -69,11 +72,18 @@ class Session:
         self.history = History(llm.system_prompt, llm.ctx_per_slot, self.cfg.history_low_water)
         self.decoder = FrameDecoder(self.cfg.default_sample_rate)
         self.vad = StreamingVAD()
+        self.detect: TurnConfig | None = TurnConfig(self.cfg)  # None: the client commits
         self.turns = TurnDetector(self.cfg)
+        self.input: list[FloatAudio] = []  # uncommitted audio when the client commits
         self.max_tokens = self.cfg.max_tokens or llm.default_max_tokens
         self.max_tokens = min(self.max_tokens, llm.max_tokens_cap)
         self.temperature = self.cfg.temperature
+        self.audio_out = True
+        self.tools: list[Tool] = []  # functions the model may call (OpenAI session.tools)
+        self.tool_choice: ToolChoice = "auto"
         self.reply: Reply | None = None
+        self._replies: list[Reply] = []  # all not finished (a transcription may run on)
+        self.speech_item = new_item_id()  # the user item the current speech will become
         # the utterance so far, transcribed at a pause (realtime.early_stt_silence_ms)
         self.early: EarlyTranscript | None = None
         self.turn = 0
@@ -82,10 +92,12 @@ class Session:
         self.close_reason = "client_closed"
         self._failure: _Close | None = None
         self._failed = asyncio.Event()
+        self.wire = wire(self)
 
     # --- lifecycle ----------------------------------------------------------------------
     async def run(self) -> str:
         """Serve until the client leaves or a limit is hit; returns the close reason."""
+        self.send(self.wire.session_created())
         sender = asyncio.create_task(self._send_loop())
         receiver = asyncio.create_task(self._receive_loop())
         failed = asyncio.create_task(self._failed.wait())
@@ -110,8 +122,8 @@ class Session:
         finally:
             for task in (receiver, failed):
                 task.cancel()
-            if self.reply is not None:
-                self.reply.cancel("disconnected")
+            for reply in self._replies:
+                reply.cancel("disconnected")
             if self.early is not None:
                 self.early.task.cancel()
             if self._failure is not None and self._failure.code != CLOSE_SLOW_READER:
@@ -120,8 +132,7 @@ class Session:
                     await asyncio.wait_for(self._flushed(), 2.0)
             sender.cancel()
             await asyncio.gather(receiver, failed, sender, return_exceptions=True)
-            if self.reply is not None:
-                await asyncio.gather(self.reply.task, return_exceptions=True)
+            await asyncio.gather(*(r.task for r in self._replies), return_exceptions=True)
             await self._close(code)
         return self.close_reason
 
@@ -141,16 +152,18 @@ class Session:
         if notify and close.code != CLOSE_SLOW_READER:
             self.outbox.closed = False
             with contextlib.suppress(Overflow):
-                self.outbox.put(error_event(close.reason, message or close.reason, fatal=True))
+                for item in self.wire.error(close.reason, message or close.reason, fatal=True):
+                    self.outbox.put_item(item)
         self.outbox.closed = True
         self._failed.set()
 
     def _overflow(self, exc: Overflow) -> None:
         self._fail(_Close(CLOSE_SLOW_READER, "slow_reader"), notify=False)
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, messages: list[Outgoing]) -> None:
         try:
-            self.outbox.put(event)
+            for message in messages:
+                self.outbox.put_item(message)
         except Overflow as exc:
             self._overflow(exc)
 
@@ -185,77 +198,99 @@ class Session:
                                    f"{self.cfg.max_frame_bytes}")  # fmt: skip
                 return
             if data is not None:
-                self._on_audio(data)
+                self.wire.on_binary(data)
             elif text is not None:
-                self._on_text(text)
+                self.wire.on_text(text)
 
-    def _protocol_error(self, code: str, message: str) -> None:
+    def protocol_error(
+        self, code: str, message: str, event_id: str | None = None, param: str | None = None
+    ) -> None:
+        """A bad client message: an error event, and the session goes on (up to a limit)."""
         self.protocol_errors += 1
-        if self.protocol_errors >= MAX_PROTOCOL_ERRORS:
+        if self.protocol_errors >= self.wire.max_protocol_errors:
             raise _Close(CLOSE_PROTOCOL, "protocol_error")
-        self.send(error_event(code, message))
+        self.send(self.wire.error(code, message, event_id=event_id, param=param))
 
-    def _on_audio(self, data: bytes) -> None:
-        if len(data) % 2:
-            self._protocol_error("invalid_audio", "binary messages are 16-bit PCM: even length")
-            return
+    # --- what the adapters call ---------------------------------------------------------
+    def audio_in(self, data: bytes) -> None:
+        """Whole 16-bit samples at the session's rate (the adapter checks the length)."""
         audio = self.decoder.decode(data)
         if not len(audio):
+            return
+        if self.detect is None:
+            self.input.append(audio)
             return
         probs, windows = self.vad.process(audio)
         for event in self.turns.feed(probs, windows):
             self._on_turn_event(event)
 
-    def _on_text(self, text: str) -> None:
-        try:
-            event = client_event.validate_python(json.loads(text))
-        except (ValueError, ValidationError) as exc:
-            detail = str(exc).splitlines()[0][:200]
-            self._protocol_error("invalid_event", f"not a valid client event: {detail}")
-            return
-        if isinstance(event, Ping):
-            self.send({"type": "pong"})
-        elif isinstance(event, ResponseCancel):
-            if self.reply is not None:
-                self.reply.cancel("client")
-        elif isinstance(event, InputText):
-            self._on_input_text(event.text)
-        elif isinstance(event, SessionUpdate):
-            self._on_update(event)
+    def set_sample_rate(self, rate: int) -> None:
+        if rate != self.decoder.sample_rate:
+            self.decoder = FrameDecoder(rate)
 
-    def _on_update(self, event: SessionUpdate) -> None:
-        cap = self.state.settings.llm.max_tokens_cap
-        if event.max_tokens is not None and event.max_tokens > cap:
-            self._protocol_error("max_tokens_too_large", f"max_tokens is capped at {cap}")
-            return
-        if event.sample_rate is not None and event.sample_rate != self.decoder.sample_rate:
-            self.decoder = FrameDecoder(event.sample_rate)
-        self.max_tokens = event.max_tokens or self.max_tokens
-        if event.temperature is not None:
-            self.temperature = event.temperature
-        self.send({"type": "session.updated", "input_sample_rate": self.decoder.sample_rate,
-                   "max_tokens": self.max_tokens, "temperature": self.temperature})  # fmt: skip
+    def set_turn_detection(self, detect: TurnConfig | None) -> None:
+        self.detect = detect
+        if detect is not None:
+            self.turns = TurnDetector(detect.settings)
+        self.input = []
 
-    def _on_input_text(self, text: str) -> None:
-        limit = self.state.settings.limits.max_input_chars
-        if len(text) > limit or not self.history.fits_alone(text, self.max_tokens):
-            self._protocol_error(
-                "input_too_long", f"the text does not fit one turn ({len(text)} characters)"
-            )
-            return
-        if self.reply is not None:
+    def commit_input(self) -> bool:
+        """The client ends the utterance (turn detection off): transcribe it into a user
+        item. False when there is nothing to commit."""
+        if not self.input:
+            return False
+        audio = np.concatenate(self.input).astype(np.float32, copy=False)
+        self.input = []
+        item_id, self.speech_item = self.speech_item, new_item_id()
+        self.send(self.wire.input_committed(item_id, self.history.previous_id()))
+        self.turn += 1
+        now = time.perf_counter()
+        self._start(audio=audio, user_item_id=item_id, respond=False, committed=True,
+                    t_vad_end=now, t_last_voiced=now)  # fmt: skip
+        return True
+
+    def clear_input(self) -> None:
+        self.input = []
+        self.turns = TurnDetector(self.detect.settings if self.detect else self.cfg)
+
+    def add_item(self, role: Role, text: str, item_id: str | None = None) -> Item:
+        return self.history.append(Item(item_id or new_item_id(), role, text))
+
+    @property
+    def responding(self) -> bool:
+        """A reply is being generated (a second response.create must wait)."""
+        reply = self.reply
+        return reply is not None and reply.respond and not reply.finished and not reply.cancelled
+
+    def respond(self, text: str | None = None, **overrides: Any) -> Reply:
+        """Reply now: to `text` (a typed request, legacy protocol) or to the conversation as
+        it stands (response.create). `overrides`: max_tokens, audio_out for this reply."""
+        if self.reply is not None and text is not None:
             self.reply.cancel("superseded")
         self.turn += 1
         now = time.perf_counter()
-        self.reply = self._new_reply(text=text, committed=True, t_vad_end=now, t_last_voiced=now)
+        return self._start(text=text, committed=True, t_vad_end=now, t_last_voiced=now,
+                           **overrides)  # fmt: skip
+
+    def cancel_reply(self, reason: str) -> bool:
+        return self.reply is not None and self.reply.cancel(reason)
 
     # --- turns --------------------------------------------------------------------------
-    def _new_reply(self, **kw: Any) -> Reply:
+    def _start(
+        self, *, max_tokens: int | None = None, audio_out: bool | None = None, **kw: Any
+    ) -> Reply:
         ctx = ReplyContext(
-            self.state, self.outbox, self.history, self.slot, self.max_tokens,
-            self.temperature, self._overflow,
+            self.state, self.wire, self.outbox, self.history, self.slot,
+            max_tokens or self.max_tokens, self.temperature,
+            self.audio_out if audio_out is None else audio_out, self._overflow,
+            self.tools, self.tool_choice,
         )  # fmt: skip
-        return Reply(ctx, self.turn, **kw)
+        # a reply to the conversation waits for transcriptions still running
+        waits = [r.task for r in self._replies if not r.respond and not r.task.done()]
+        self._replies = [r for r in self._replies if not r.task.done()]
+        self.reply = Reply(ctx, self.turn, after=waits, **kw)
+        self._replies.append(self.reply)
+        return self.reply
 
     def _on_pause(self, event: TurnEvent) -> None:
         """Transcribe what was said so far, unless a pass is still running (its thread would
@@ -275,27 +310,34 @@ class Session:
 
     def _on_turn_event(self, event: TurnEvent) -> None:
         now = time.perf_counter()
+        detect = self.detect or TurnConfig(self.cfg)
         if event.kind == "pause":
             self._on_pause(event)
         elif event.kind == "speech_started":
-            if self.reply is not None and self.reply.playing(now):
-                self.reply.cancel("barge_in")
+            reply = self.reply
+            if reply is not None and reply.playing(now) and detect.interrupt_response:
+                # heard up to the moment the speech began, not when the VAD was sure of it
+                began = now - (self.turns.audio_ms - event.audio_ms) / 1000
+                reply.cancel("barge_in", now=began)
             self.turn += 1
             self.restarts = 0
-            self.send({"type": "speech_started", "audio_ms": event.audio_ms})
+            self.send(self.wire.speech_started(event.audio_ms, self.speech_item, False))
         elif event.kind == "speech_resumed":
             # a pause inside one request: drop the speculative reply, keep listening
             if self.reply is not None and not self.reply.committed:
                 self.reply.cancel("merged")
                 self.restarts += 1
-            self.send({"type": "speech_started", "audio_ms": event.audio_ms, "resumed": True})
+            self.send(self.wire.speech_started(event.audio_ms, self.speech_item, True))
         elif event.kind == "speech_stopped":
-            self.send({"type": "speech_stopped", "audio_ms": event.audio_ms})
+            self.send(self.wire.speech_stopped(event.audio_ms, self.speech_item))
             silence_s = (event.audio_ms - event.last_voiced_ms) / 1000
-            self.reply = self._new_reply(
-                audio=event.audio, committed=False, t_vad_end=now,
+            self._start(
+                audio=event.audio, user_item_id=self.speech_item, committed=False,
+                respond=detect.create_response, t_vad_end=now,
                 t_last_voiced=now - silence_s, restarts=self.restarts,
                 early=self._early_for(event),
             )  # fmt: skip
         elif event.kind == "commit" and self.reply is not None:
+            item_id, self.speech_item = self.speech_item, new_item_id()
+            self.send(self.wire.input_committed(item_id, self.history.previous_id()))
             self.reply.commit()

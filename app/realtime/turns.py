@@ -34,6 +34,17 @@ Kind = Literal["speech_started", "pause", "speech_stopped", "speech_resumed", "c
 
 
 @dataclass
+class TurnConfig:
+    """A session's turn detection: the detector's settings and what a detected turn does
+    (OpenAI's server_vad `create_response` / `interrupt_response`)."""
+
+    settings: RealtimeSettings
+    create_response: bool = True
+    interrupt_response: bool = True
+    kind: str = "server_vad"
+
+
+@dataclass
 class TurnEvent:
     kind: Kind
     audio_ms: int  # the event's moment in the session's audio time

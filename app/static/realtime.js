@@ -1,6 +1,7 @@
-// voicefleet realtime page: microphone -> /v1/realtime -> transcript, reply text, audio, timings.
-// Protocol: app/realtime/protocol.py. The key is sent as the subprotocol "bearer.KEY" (browsers
-// cannot set an Authorization header on a WebSocket); it may be given as #key=... in the URL.
+// voicefleet realtime page: microphone -> /v1/realtime (the OpenAI Realtime API, GA events) ->
+// transcript, reply text, audio, timings (measured here from speech_stopped). The key is sent
+// as the subprotocol "openai-insecure-api-key.KEY" (browsers cannot set an Authorization
+// header on a WebSocket), as OpenAI's browser clients do; it may be given as #key=... in the URL.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -24,10 +25,12 @@ class Tap extends AudioWorkletProcessor {
 }
 registerProcessor("tap", Tap);`;
 
-let ws = null, ctx = null, stream = null, outRate = 22050, playHead = 0;
-let pendingAudio = null;  // the response.audio event announcing the next binary message
-const playing = new Map();  // turn -> [AudioBufferSourceNode]
-const replyItems = new Map();  // turn -> <li>
+let ws = null, ctx = null, stream = null, outRate = 24000, playHead = 0;
+const playing = new Map();  // response id -> [AudioBufferSourceNode]
+const replyItems = new Map();  // response id -> <li>
+// the reply being played: its item, and when its first audio started playing (ctx time)
+let current = null;  // {response, item, start}
+let turn = {};  // this turn's moments (performance.now()) for the timings table
 
 function setStatus(text) { $("status").textContent = text; }
 
@@ -47,10 +50,23 @@ function toPCM16(f32) {
     peak = Math.max(peak, Math.abs(s));
   }
   $("level").style.width = Math.min(100, peak * 140) + "%";
-  return out.buffer;
+  let bin = "";
+  const bytes = new Uint8Array(out.buffer);
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(bin);
 }
 
-function play(turn, bytes) {
+function fromBase64(b64) {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes.buffer;
+}
+
+function send(ev) { if (ws && ws.readyState === 1) ws.send(JSON.stringify(ev)); }
+
+function play(ev, bytes) {
+  const turn = ev.response_id;
   const pcm = new Int16Array(bytes);
   const buf = ctx.createBuffer(1, pcm.length, outRate);
   const ch = buf.getChannelData(0);
@@ -58,52 +74,76 @@ function play(turn, bytes) {
   const src = ctx.createBufferSource();
   src.buffer = buf; src.connect(ctx.destination);
   playHead = Math.max(playHead, ctx.currentTime + 0.02);
+  if (!current || current.response !== turn) current = { response: turn, item: ev.item_id, start: playHead };
   src.start(playHead); playHead += buf.duration;
   if (!playing.has(turn)) playing.set(turn, []);
   playing.get(turn).push(src);
   src.onended = () => { const l = playing.get(turn); if (l) l.splice(l.indexOf(src), 1); };
 }
 
-function stopTurn(turn) {
-  for (const src of playing.get(turn) || []) { try { src.stop(); } catch (e) { /* not started */ } }
-  playing.delete(turn); playHead = ctx ? ctx.currentTime : 0;
+// barge-in: stop what is playing and tell the server how much of it was heard
+function interrupt() {
+  if (!current || !ctx || ctx.currentTime >= playHead) return;
+  const heardMs = Math.max(0, Math.round((ctx.currentTime - current.start) * 1000));
+  for (const src of playing.get(current.response) || []) { try { src.stop(); } catch (e) { /* not started */ } }
+  playing.delete(current.response); playHead = ctx.currentTime;
+  send({ type: "conversation.item.truncate", item_id: current.item, content_index: 0, audio_end_ms: heardMs });
+  if (replyItems.has(current.response)) replyItems.get(current.response).classList.add("cancelled");
+  current = null;
+}
+
+function showTimings(usage) {
+  const since = (k) => (turn[k] && turn.stopped ? `${Math.round(turn[k] - turn.stopped)} ms` : "–");
+  const values = {
+    vad_end_to_transcript_ms: since("transcript"), vad_end_to_llm_first_token_ms: since("text"),
+    vad_end_to_first_audio_ms: since("audio"), total_ms: since("done"),
+    stt_ms: turn.stt ? `${Math.round(turn.stt * 1000)} ms` : "–",
+    tokens: usage ? `${usage.input_tokens} / ${usage.output_tokens}` : "–",
+  };
+  for (const td of document.querySelectorAll("#timings td")) td.textContent = values[td.dataset.k] || "–";
 }
 
 function onEvent(ev) {
   vf.events.push(ev);
+  const now = performance.now();
   switch (ev.type) {
     case "session.created":
-      outRate = ev.output_sample_rate;
-      setStatus(`Connected (${ev.session_id}). Speak; pause to let it answer; talk over it to interrupt.`);
+      outRate = ev.session.audio.output.format.rate;
+      setStatus(`Connected (${ev.session.id}). Speak; pause to let it answer; talk over it to interrupt.`);
       break;
-    case "speech_started": setStatus("Listening…"); break;
-    case "speech_stopped": setStatus("Thinking…"); break;
-    case "transcript":
-      vf.transcripts.push(ev.text);
-      if (ev.text) addLog("user", ev.text);
+    case "input_audio_buffer.speech_started": interrupt(); setStatus("Listening…"); break;
+    case "input_audio_buffer.speech_stopped": turn = { stopped: now }; setStatus("Thinking…"); break;
+    case "conversation.item.input_audio_transcription.completed":
+      turn.transcript = now; turn.stt = ev.usage && ev.usage.seconds;
+      vf.transcripts.push(ev.transcript);
+      if (ev.transcript) addLog("user", ev.transcript);
       break;
-    case "response.text.delta": {
-      let li = replyItems.get(ev.turn);
-      if (!li) { li = addLog("assistant", ""); replyItems.set(ev.turn, li); }
+    case "response.output_audio_transcript.delta":
+    case "response.output_text.delta": {
+      turn.text = turn.text || now;
+      let li = replyItems.get(ev.response_id);
+      if (!li) { li = addLog("assistant", ""); replyItems.set(ev.response_id, li); }
       li.textContent += ev.delta;
-      vf.replies[ev.turn] = li.textContent;
+      vf.replies[ev.response_id] = li.textContent;
       break;
     }
-    case "response.audio": pendingAudio = ev; setStatus("Speaking…"); break;
-    case "response.cancelled":
-      stopTurn(ev.turn);
-      if (replyItems.has(ev.turn)) replyItems.get(ev.turn).classList.add("cancelled");
+    case "response.output_audio.delta": {
+      turn.audio = turn.audio || now;
+      const bytes = fromBase64(ev.delta);
+      vf.audioBytes += bytes.byteLength;
+      play(ev, bytes); setStatus("Speaking…");
       break;
-    case "response.done": setStatus("Listening… (reply done)"); break;
-    case "turn.timings":
-      vf.timings.push(ev);
-      for (const td of document.querySelectorAll("#timings td")) {
-        const k = td.dataset.k;
-        td.textContent = k === "tokens" ? `${ev.prompt_tokens} / ${ev.completion_tokens}`
-          : ev[k] ? `${Math.round(ev[k])} ms` : "–";
+    }
+    case "response.done":
+      turn.done = now;
+      if (ev.response.status === "cancelled" && replyItems.has(ev.response.id)) {
+        replyItems.get(ev.response.id).classList.add("cancelled");
       }
+      vf.timings.push(ev.response.usage);
+      showTimings(ev.response.usage);
+      setStatus("Listening… (reply done)");
       break;
-    case "error": addLog("note", `error: ${ev.code}: ${ev.message}`); break;
+    case "error": addLog("note", `error: ${ev.error.code}: ${ev.error.message}`); break;
   }
 }
 
@@ -121,21 +161,17 @@ async function start(e) {
     const source = ctx.createMediaStreamSource(stream);
     const tap = new AudioWorkletNode(ctx, "tap");
     source.connect(tap);
-    const url = location.origin.replace(/^http/, "ws") + "/v1/realtime";
-    ws = new WebSocket(url, key ? ["voicefleet.v1", "bearer." + key] : ["voicefleet.v1"]);
-    ws.binaryType = "arraybuffer";
+    const url = location.origin.replace(/^http/, "ws") + "/v1/realtime?model=voicefleet";
+    ws = new WebSocket(url, key ? ["realtime", "openai-insecure-api-key." + key] : ["realtime"]);
     ws.onopen = () => {
       vf.state = "open";
-      ws.send(JSON.stringify({ type: "session.update", sample_rate: ctx.sampleRate }));
-      tap.port.onmessage = (m) => { if (ws.readyState === 1) { ws.send(toPCM16(m.data)); } };
+      // the microphone's rate as it is (the server resamples)
+      send({ type: "session.update", session: { type: "realtime",
+        audio: { input: { format: { type: "audio/pcm", rate: ctx.sampleRate } } } } });
+      tap.port.onmessage = (m) => send({ type: "input_audio_buffer.append", audio: toPCM16(m.data) });
       $("stop").disabled = false;
     };
-    ws.onmessage = (m) => {
-      if (typeof m.data === "string") { onEvent(JSON.parse(m.data)); return; }
-      vf.audioBytes += m.data.byteLength;
-      if (pendingAudio) play(pendingAudio.turn, m.data);
-      pendingAudio = null;
-    };
+    ws.onmessage = (m) => onEvent(JSON.parse(m.data));
     ws.onclose = (c) => {
       vf.state = "closed";
       setStatus(`Disconnected (${c.code}${c.reason ? ": " + c.reason : ""}).` +

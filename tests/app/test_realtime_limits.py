@@ -35,7 +35,7 @@ def small_service(
 
 
 def _ws(svc: Service) -> str:
-    return svc.url.replace("http://", "ws://") + "/v1/realtime"
+    return svc.url.replace("http://", "ws://") + "/v1/voicefleet/realtime"
 
 
 async def _refused(svc: Service, **kw: Any) -> InvalidStatus:

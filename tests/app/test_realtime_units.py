@@ -46,7 +46,7 @@ def test_history_keeps_system_prompt_and_trims_oldest_turns_in_one_block() -> No
     assert h.estimate("next") <= h.budget(64)
     # the kept turns are the newest, whole (user then assistant)
     assert prompt[-2]["content"].startswith("answer 39")
-    assert [m["role"] for m in prompt[1:-1]] == ["user", "assistant"] * len(h.turns)
+    assert [m["role"] for m in prompt[1:-1]] == ["user", "assistant"] * h.turns
     # between trims the prefix is stable: adding a turn changes nothing before it
     before = h.messages("next", max_tokens=64)[:-1]
     trims = h.trims
@@ -126,14 +126,17 @@ def test_streaming_vad_finds_speech_in_real_audio(speech_wav: bytes) -> None:
 
 
 async def test_outbox_refuses_a_reader_too_far_behind_and_drops_cancelled_turns() -> None:
-    from app.realtime.outbox import Outbox, Overflow
+    from app.realtime.outbox import Outbox, Outgoing, Overflow
+
+    def audio(turn: int, size: int) -> Outgoing:
+        return Outgoing({"type": "response.audio"}, b"\0" * size, turn=turn, droppable=True)
 
     box = Outbox(max_bytes=100_000)
-    box.put({"type": "transcript", "turn": 1, "text": "hi"})
+    box.put_item(Outgoing({"type": "transcript", "text": "hi"}, turn=1))
     for _ in range(3):
-        box.put({"type": "response.audio", "turn": 1}, b"\0" * 30_000)
+        box.put_item(audio(1, 30_000))
     with pytest.raises(Overflow):
-        box.put({"type": "response.audio", "turn": 1}, b"\0" * 30_000)
-    assert box.drop_turn(1) == 3  # the transcript stays
+        box.put_item(audio(1, 30_000))
+    assert box.drop_turn(1) == 3  # the reply audio goes, the other events stay
     assert (await box.get()).event["type"] == "transcript"
-    box.put({"type": "response.audio", "turn": 2}, b"\0" * 90_000)  # room again
+    box.put_item(audio(2, 90_000))  # room again
