@@ -41,8 +41,16 @@ fi
 version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 requirements=$("$python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
 deps_key=$(printf '%s\n%s\npip-wheelhouse-v1\n' "$requirements" "$target" | sha256sum | cut -c1-16)
-# The package as pip builds it: pyproject + every file under app/ that git tracks or would.
-src_key=$( { cat pyproject.toml; git ls-files -co --exclude-standard app \
+# The package as pip builds it: pyproject + every file under app/ that git tracks or would;
+# an installed collection (no checkout of its own): every file under app/ but bytecode.
+app_files() {
+  if [[ $(git rev-parse --show-toplevel 2>/dev/null) == "$root" ]]; then
+    git ls-files -co --exclude-standard app
+  else
+    find app -type f ! -name '*.pyc' ! -path '*/__pycache__/*'
+  fi
+}
+src_key=$( { cat pyproject.toml; app_files \
   | LC_ALL=C sort | while read -r f; do [[ -f $f ]] && printf '%s\n' "$f" && cat "$f"; done; } \
   | sha256sum | cut -c1-16)
 key=$(printf '%s %s\n' "$deps_key" "$src_key" | sha256sum | cut -c1-16)

@@ -59,7 +59,7 @@ ansible_facts:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.jetson import (  # noqa: E402
+from ansible_collections.voicefleet.fleet.plugins.module_utils.jetson import (  # noqa: E402
     parse_compatible,
     parse_meminfo,
     parse_nv_tegra_release,

@@ -1,0 +1,102 @@
+"""Every entry playbook of the collection, as an operator types it, on the fleet right after
+the first deploy (conftest.py's `first`; this file runs before test_fleet.py):
+
+- the fleet runs the installed collection, not the checkout (CI: VOICEFLEET_COLLECTIONS_PATH);
+- site.yml, then each thin playbook, then site.yml again: changed=0 on every run after the
+  first (two entry points rendering one file differently would undo each other here);
+- bench.yml with and without --limit: every unit named in the run's report, re-measured;
+- rollback.yml without --limit after a second release on every unit, and back.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.fleet.runner import (
+    INVENTORY,
+    NANO,
+    NX1,
+    NX2,
+    ROOT,
+    Run,
+    collection_dir,
+    play,
+    release,
+    serves,
+)
+
+UNITS = (NX1, NX2, NANO)
+THIN = ("jetson_power", "models", "llamacpp", "voice_service")
+
+pytestmark = [
+    pytest.mark.infra,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not INVENTORY, reason="needs the fleet's hosts: scripts/molecule_all.sh fleet creates them"
+    ),
+]
+
+
+def run_id(what: str) -> str:
+    return f"entry-{int(time.time())}-{what}"
+
+
+def changed(run: Run) -> dict[str, int]:
+    return {h: c["changed"] for h, c in run.recap.items()}
+
+
+def test_the_fleet_runs_the_collection_from_its_collections_path(first: Run) -> None:
+    where = collection_dir()
+    assert (where / "MANIFEST.json").is_file() or (where / "galaxy.yml").is_file(), where
+    if "VOICEFLEET_COLLECTIONS_PATH" in os.environ:
+        # an installed artifact: a copy with the build's manifest, not a link to this checkout
+        assert (where / "MANIFEST.json").is_file() and where.resolve() != ROOT, where
+    assert first.rc == 0
+
+
+def test_every_entry_playbook_changes_nothing_after_the_first_deploy(first: Run) -> None:
+    seconds = {}
+    for name in THIN:
+        run = play(name, run_id(name))
+        assert run.rc == 0, run.out[-4000:]
+        assert changed(run) == dict.fromkeys(UNITS, 0), (name, run.out[-4000:])
+        seconds[name] = round(run.seconds)
+    again = play("site", run_id("site-again"))
+    assert again.rc == 0, again.out[-4000:]
+    assert changed(again) == {**dict.fromkeys(UNITS, 0), "localhost": 0}, again.out[-4000:]
+    print(f"\nentry playbooks after site.yml (s): {seconds}, site.yml again {again.seconds:.0f}")
+
+
+@pytest.mark.parametrize("limit", [None, NANO])
+def test_bench_playbook_remeasures_and_reports(first: Run, limit: str | None) -> None:
+    run = play("bench", run_id("bench"), *(["--limit", limit] if limit else []))
+    assert run.rc == 0, run.out[-4000:]
+    want = [limit] if limit else sorted(UNITS)
+    assert sorted(u["host"] for u in run.report["units"]) == want
+    for unit in run.report["units"]:
+        assert unit["status"] == "passed" and unit["bench_source"] == "measured", unit
+        assert unit["release"]["id"] == release(unit["host"])["current"]
+    print(f"\nbench.yml {'--limit ' + limit if limit else '(all)'}: {run.seconds:.0f} s")
+
+
+def test_rollback_playbook_on_every_unit_and_back(first: Run) -> None:
+    """A second release on every unit (a settings change through site.yml), then rollback.yml
+    without --limit puts each back on the first, re-verified; once more rolls forward."""
+    firsts = {h: release(h)["current"] for h in UNITS}
+    second = play("site", run_id("second"), "-e", "voice_service_log_level=debug")
+    assert second.rc == 0, second.out[-4000:]
+    seconds = {h: release(h)["current"] for h in UNITS}
+    assert all(seconds[h] != firsts[h] for h in UNITS), (firsts, seconds)
+    for want in (firsts, seconds):
+        run = play("rollback", run_id("rollback"))
+        assert run.rc == 0, run.out[-4000:]
+        assert {h: release(h)["current"] for h in UNITS} == want
+        for host in UNITS:
+            serves(host)
+    # leave the fleet on its first release, as test_fleet.py expects
+    back = play("rollback", run_id("rollback-back"))
+    assert back.rc == 0, back.out[-4000:]
+    assert {h: release(h)["current"] for h in UNITS} == firsts
