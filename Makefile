@@ -16,9 +16,9 @@ demo: setup
 test: setup lint pytest molecule
 
 # Code that runs with a unit's own python3, not the service's venv: the models tool (a zipapp
-# of app/modelstore + app/gguf.py), the release tool and the Ansible modules. JetPack 6's
+# of app/modelstore + app/gguf.py) and the collection's Ansible modules and module_utils. JetPack 6's
 # python3 is 3.10, so they must stay 3.10-compatible (the service itself needs 3.11).
-UNIT_PY310 := app/__init__.py app/gguf.py app/modelstore roles/release/files plugins
+UNIT_PY310 := app/__init__.py app/gguf.py app/modelstore plugins
 
 lint:
 	ruff check app tests bench scripts

@@ -136,10 +136,21 @@ def on_unit(host: str, command: str, check: bool = True) -> str:
     return proc.stdout
 
 
+# The unit's releases as the voicefleet_release module keeps them (links + release.json).
+SHOW = """python3 - <<'EOF'
+import json, os
+root = "/opt/voicefleet/releases"
+def link(name):
+    path = os.path.join(root, name)
+    return os.path.basename(os.readlink(path)) if os.path.islink(path) else None
+cur = link("current")
+rel = json.load(open(os.path.join(root, cur, "release.json"))) if cur else None
+print(json.dumps({"current": cur, "previous": link("previous"), "release": rel}))
+EOF"""
+
+
 def release(host: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(
-        on_unit(host, "python3 /opt/voicefleet/lib/voicefleet-release.py show")
-    )
+    data: dict[str, Any] = json.loads(on_unit(host, SHOW))
     return data
 
 
