@@ -15,7 +15,7 @@ COMMAND_MODULES = [
     "app.server",  # serve
     "app.bench.cli",  # bench
     "app.bench.wyoming",  # bench-wyoming
-    "app.fit",  # fit
+    "app.fit_cli",  # fit
     "app.modelstore.cli",  # models verify|pin|fetch|install|rollback
     "app.report",  # report
 ]
