@@ -20,6 +20,7 @@ from tests.fleet.runner import (
     NANO,
     NX1,
     NX2,
+    REPORTS,
     ROOT,
     Run,
     collection_dir,
@@ -72,14 +73,23 @@ def test_every_entry_playbook_changes_nothing_after_the_first_deploy(first: Run)
 
 @pytest.mark.parametrize("limit", [None, NANO])
 def test_bench_playbook_remeasures_and_reports(first: Run, limit: str | None) -> None:
+    """bench.yml measures again and reports; a unit short of its thresholds is reported
+    failed with why, not rolled back (on this shared 2-core machine a re-measure can fall
+    short: the figures are what the entry point owes, not a pass)."""
+    before = {h: release(h)["current"] for h in UNITS}
     run = play("bench", run_id("bench"), *(["--limit", limit] if limit else []))
     assert run.rc == 0, run.out[-4000:]
+    assert (REPORTS / run.run_id / "fleet-report.md").is_file()  # the summary, under --limit too
     want = [limit] if limit else sorted(UNITS)
     assert sorted(u["host"] for u in run.report["units"]) == want
     for unit in run.report["units"]:
-        assert unit["status"] == "passed" and unit["bench_source"] == "measured", unit
-        assert unit["release"]["id"] == release(unit["host"])["current"]
-    print(f"\nbench.yml {'--limit ' + limit if limit else '(all)'}: {run.seconds:.0f} s")
+        assert unit["bench_source"] == "measured" and unit["gate"]["figures"]["decode_tps"] > 0
+        assert unit["status"] in ("passed", "failed"), unit
+        assert unit["status"] == "passed" or unit["reasons"], unit  # a shortfall says why
+        assert unit["release"]["id"] == before[unit["host"]]
+    assert {h: release(h)["current"] for h in UNITS} == before  # nothing rolled back
+    statuses = {u["host"]: u["status"] for u in run.report["units"]}
+    print(f"\nbench.yml {'--limit ' + limit if limit else '(all)'}: {run.seconds:.0f} s {statuses}")
 
 
 def test_rollback_playbook_on_every_unit_and_back(first: Run) -> None:
