@@ -126,6 +126,8 @@ installed:
   type: dict
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.voicefleet.fleet.plugins.module_utils.models import load_store, run
 
@@ -153,8 +155,14 @@ def main() -> None:
         ),
         supports_check_mode=True,
     )  # fmt: skip
+    tool = module.params["tool"]
+    if module.check_mode and tool and not os.path.isfile(tool):
+        # a unit the role has not reached yet: its copy of the store code is still to come
+        module.exit_json(changed=module.params["action"] in ("install", "fetch", "rollback"),
+                         msg=f"{tool} is not on this host yet: everything would be installed",
+                         models={}, needed={}, installed={})  # fmt: skip
     try:
-        code = load_store(module.params["tool"])
+        code = load_store(tool)
     except (OSError, ImportError) as exc:
         module.fail_json(msg=f"voicefleet_models: cannot load the store code: {exc}")
     try:

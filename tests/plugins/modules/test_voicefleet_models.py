@@ -106,3 +106,14 @@ def test_fetch_fills_a_cache_without_switching_links_and_check_validates(
     unpinned = {**v1, "files": [{"name": "voice.onnx"}]}
     refused = models(env, action="check", catalog=[unpinned])
     assert refused["failed"] and "unpinned" in refused["msg"]
+
+
+def test_check_mode_on_a_host_without_the_store_code_says_so(env: dict[str, Any]) -> None:
+    """--check before the role ever reached a unit: its copy of the tool is not there yet."""
+    v1 = entry(env["src"], "voice-v1", b"voice one" * 1000)
+    missing = str(env["tmp"] / "lib" / "voicefleet-models.pyz")
+    dry = models(env, check=True, catalog=[v1], tool=missing)
+    assert dry["changed"] is True and not dry.get("failed") and "not on this host yet" in dry["msg"]
+    assert models(env, check=True, action="read", tool=missing)["changed"] is False
+    real = models(env, catalog=[v1], tool=missing)
+    assert real["failed"] and "is missing" in real["msg"]
