@@ -21,8 +21,8 @@ test: setup lint pytest molecule
 UNIT_PY310 := app/__init__.py app/gguf.py app/modelstore plugins
 
 lint:
-	ruff check app tests bench scripts
-	ruff format --check app tests bench scripts
+	ruff check app tests bench scripts plugins
+	ruff format --check app tests bench scripts plugins
 	mypy
 	vermin -q --no-tips --eval-annotations --target=3.10- --violations $(UNIT_PY310)
 	yamllint -s .

@@ -28,7 +28,9 @@ author: voicefleet
 EXAMPLES = r"""
 - name: Run the llama.cpp build script that ships in the collection
   ansible.builtin.command:
-    argv: ["{{ lookup('voicefleet.fleet.collection_file', 'scripts/build_llama_server.sh') }}", --help]
+    argv:
+      - "{{ lookup('voicefleet.fleet.collection_file', 'scripts/build_llama_server.sh') }}"
+      - --help
 """
 
 RETURN = r"""

@@ -63,7 +63,7 @@ def select(code: StoreCode, catalog: list[dict[str, Any]], names: list[str] | No
 
 
 def check_catalog(code: StoreCode, catalog: list[dict[str, Any]]) -> list[str]:
-    """Validate the catalog: pinned entries, one per role. Returns the names; raises CatalogError."""
+    """Validate the catalog: pinned entries, one per role. Its names; else CatalogError."""
     cat = code.catalog.parse_catalog(catalog)
     cat.require_pinned(list(cat.entries))
     roles = [e.role for e in cat.entries]
@@ -96,7 +96,9 @@ def plan(store: Any, entries: list[Any], activate: bool) -> dict[str, Any]:
     return {"changed": changed, "models": models, "needed": needed}
 
 
-def install(code: StoreCode, store: Any, entries: list[Any], params: dict[str, Any]) -> dict[str, Any]:
+def install(
+    code: StoreCode, store: Any, entries: list[Any], params: dict[str, Any]
+) -> dict[str, Any]:
     """Fetch, verify and install each entry (and switch its link unless `activate` is false).
     A model that fails is named with why; what was installed before stays in place."""
     ctx = code.sources.FetchContext(timeout=params["timeout"], hf_endpoint=params["hf_endpoint"])
@@ -206,8 +208,7 @@ def run(params: dict[str, Any], check_mode: bool, code: StoreCode) -> dict[str, 
     after = links(store)
     if check_mode and result["changed"]:
         after = "".join(
-            f"{role}: {target}\n"
-            for role, target in _would_point(store, result).items()
+            f"{role}: {target}\n" for role, target in _would_point(store, result).items()
         )
     if result["changed"]:
         result["diff"] = {"before": before, "after": after}

@@ -79,7 +79,11 @@ class Releases:
         return data
 
     def resolve(self, target: str) -> str | None:
-        return self.previous() if target == "previous" else (self.current() if target == "current" else target)
+        return (
+            self.previous()
+            if target == "previous"
+            else (self.current() if target == "current" else target)
+        )
 
     def set_link(self, name: str, rid: str) -> None:
         tmp = self.root / f".{name}.tmp"
@@ -154,7 +158,9 @@ class Releases:
                 "models": [r for r in ROLES if want["models"].get(r) != have["models"].get(r)],
                 "llamacpp": want["llamacpp"]["build_key"] != have["llamacpp"]["build_key"],
                 "app": want["app"]["key"] != have["app"]["key"],
-                "config": sorted(k for k, v in want["config"].items() if have["config"].get(k) != v),
+                "config": sorted(
+                    k for k, v in want["config"].items() if have["config"].get(k) != v
+                ),
             },
             "target_components": want,
         }
@@ -163,14 +169,14 @@ class Releases:
         release = self.load(rid)
         restored = []
         app_key = release["components"]["app"]["key"]
-        if app_key and link_name(self.app_dir / "current") != app_key:
-            if not (self.app_dir / "venvs" / app_key / ".complete").is_file():
-                raise ReleaseError(f"app venv {app_key} of release {rid} is gone")
+        app_differs = bool(app_key) and link_name(self.app_dir / "current") != app_key
+        if app_differs and not (self.app_dir / "venvs" / app_key / ".complete").is_file():
+            raise ReleaseError(f"app venv {app_key} of release {rid} is gone")
         for name, spec in release["files"].items():
             dest = Path(name)
             if not (dest.is_file() and sha256_file(dest) == spec["sha256"]):
                 restored.append(name)
-        if app_key and link_name(self.app_dir / "current") != app_key:
+        if app_differs:
             restored.insert(0, "app")
         if dry_run or not restored:
             return {"changed": bool(restored), "restored": restored}
@@ -203,7 +209,11 @@ class Releases:
         elif before and before != rid:
             self.set_link("previous", before)
         self.set_link("current", rid)
-        return {"changed": before != rid or bool(failed), "current": rid, "previous": self.previous()}
+        return {
+            "changed": before != rid or bool(failed),
+            "current": rid,
+            "previous": self.previous(),
+        }
 
     def mark(self, rid: str, bench: Path, dry_run: bool = False) -> dict[str, Any]:
         self.load(rid)

@@ -65,8 +65,8 @@ output:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.voicefleet.fleet.plugins.module_utils.jetson import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.voicefleet.fleet.plugins.module_utils.jetson import (
     nvpmodel_needs_reboot,
     parse_nvpmodel_conf,
     parse_nvpmodel_query,

@@ -156,7 +156,9 @@ def main() -> None:
                 after = before
             elif action == "finish":
                 out["result"] = rel.finish(rid, p["failed"] or None, dry_run=dry)
-                after = f"current: {out['result']['current']}\nprevious: {out['result']['previous']}\n"
+                after = (
+                    f"current: {out['result']['current']}\nprevious: {out['result']['previous']}\n"
+                )
             else:
                 out["result"] = rel.mark(rid, Path(p["bench"]), dry_run=dry)
                 after = before
