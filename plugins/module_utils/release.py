@@ -165,14 +165,26 @@ class Releases:
             "target_components": want,
         }
 
-    def restore(self, rid: str, dry_run: bool = False) -> dict[str, Any]:
+    def restore(
+        self,
+        rid: str,
+        dry_run: bool = False,
+        files: list[str] | None = None,
+        app: bool = True,
+    ) -> dict[str, Any]:
+        """Put back release `rid`'s app venv link (unless `app` is false) and its snapshots of
+        `files` (default: all its config files) where they differ. The role that owns a file
+        restores it (its rollback entry point names its own files)."""
         release = self.load(rid)
         restored = []
-        app_key = release["components"]["app"]["key"]
+        app_key = release["components"]["app"]["key"] if app else None
         app_differs = bool(app_key) and link_name(self.app_dir / "current") != app_key
         if app_differs and not (self.app_dir / "venvs" / app_key / ".complete").is_file():
             raise ReleaseError(f"app venv {app_key} of release {rid} is gone")
-        for name, spec in release["files"].items():
+        wanted = release["files"] if files is None else {
+            name: spec for name, spec in release["files"].items() if name in files
+        }  # fmt: skip
+        for name, spec in wanted.items():
             dest = Path(name)
             if not (dest.is_file() and sha256_file(dest) == spec["sha256"]):
                 restored.append(name)

@@ -66,6 +66,16 @@ options:
   bench:
     description: For mark, the bench result file to keep with release C(target).
     type: path
+  files:
+    description:
+      - For restore, only these of the release's config files (the calling role's own);
+        default all of them.
+    type: list
+    elements: path
+  app:
+    description: For restore, also point the app at the release's venv.
+    type: bool
+    default: true
 author: voicefleet
 """
 
@@ -130,6 +140,8 @@ def main() -> None:
             meta=dict(type="dict", default={}),
             keep=dict(type="int", default=5),
             bench=dict(type="path"),
+            files=dict(type="list", elements="path"),
+            app=dict(type="bool", default=True),
         ),
         required_if=[("action", "restore", ["target"]), ("action", "finish", ["target"]),
                      ("action", "mark", ["target", "bench"])],
@@ -152,7 +164,7 @@ def main() -> None:
             if not rid:
                 module.fail_json(msg=f"voicefleet_release: no {p['target']} release on this unit")
             if action == "restore":
-                out["result"] = rel.restore(rid, dry_run=dry)
+                out["result"] = rel.restore(rid, dry_run=dry, files=p["files"], app=p["app"])
                 after = before
             elif action == "finish":
                 out["result"] = rel.finish(rid, p["failed"] or None, dry_run=dry)

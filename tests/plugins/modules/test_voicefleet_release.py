@@ -108,3 +108,26 @@ def test_no_previous_release_is_a_clear_failure(unit: dict[str, Any]) -> None:
     out = release(unit, "restore", target="previous")
     assert out["failed"] and out["msg"] == "voicefleet_release: no previous release on this unit"
     assert release(unit, "read", target="previous")["plan"]["target"] is None
+
+
+def test_a_role_restores_only_its_own_files(unit: dict[str, Any]) -> None:
+    """Each role's rollback names its own files: voice_service's restore leaves llama-server's
+    file (and the app link, when asked) to their owner."""
+    other = unit["tmp"] / "llama-server.env"
+    other.write_text("LLAMA_ARG_THREADS=1\n")
+    args = {**unit["args"], "config_files": [str(unit["settings"]), str(other)]}
+    first = run_module("voicefleet_release", {**args, "action": "record"}, unit["tmp"])
+    unit["settings"].write_text("server: {port: 8001}\n")
+    other.write_text("LLAMA_ARG_THREADS=16\n")
+    run_module("voicefleet_release", {**args, "action": "record"}, unit["tmp"])
+    mine = run_module(
+        "voicefleet_release",
+        {**args, "action": "restore", "target": "previous", "files": [str(unit["settings"])],
+         "app": False},
+        unit["tmp"],
+    )  # fmt: skip
+    assert mine["result"] == {"changed": True, "restored": [str(unit["settings"])]}
+    assert unit["settings"].read_text() == "server: {port: 8000}\n"
+    assert other.read_text() == "LLAMA_ARG_THREADS=16\n"  # not this role's file
+    plan = run_module("voicefleet_release", {**args, "target": first["result"]["id"]}, unit["tmp"])
+    assert plan["plan"]["differ"]["config"] == [str(other)]
