@@ -59,7 +59,9 @@ def test_the_fleet_runs_the_collection_from_its_collections_path(first: Run) -> 
     assert first.rc == 0
 
 
-def test_every_entry_playbook_changes_nothing_after_the_first_deploy(first: Run) -> None:
+def test_every_entry_playbook_changes_nothing_after_the_first_deploy(
+    first: Run, runs: dict[str, Run]
+) -> None:
     seconds = {}
     for name in THIN:
         run = play(name, run_id(name))
@@ -68,6 +70,7 @@ def test_every_entry_playbook_changes_nothing_after_the_first_deploy(first: Run)
         seconds[name] = round(run.seconds)
     again = play("site", run_id("site-again"))
     assert again.rc == 0, again.out[-4000:]
+    runs["again"] = again
     assert changed(again) == {**dict.fromkeys(UNITS, 0), "localhost": 0}, again.out[-4000:]
     print(f"\nentry playbooks after site.yml (s): {seconds}, site.yml again {again.seconds:.0f}")
 
