@@ -47,7 +47,9 @@ def _to_24k(pcm: PCM, rate: int) -> PCM:
 
 def _speech(svc: Service, text: str) -> PCM:
     with svc.client() as c:
-        r = c.post("/v1/audio/speech", json={"model": "piper", "input": text})
+        r = c.post(
+            "/v1/audio/speech", json={"model": "piper", "input": text, "response_format": "wav"}
+        )
         r.raise_for_status()
     pcm, rate = wav_pcm(r.content)
     return _to_24k(trim_silence(pcm, rate), rate)

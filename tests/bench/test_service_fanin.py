@@ -13,15 +13,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_fanin_bench_measures_both_paths(tmp_path: Path) -> None:
     out = tmp_path / "fanin.json"
-    subprocess.run(
+    run = subprocess.run(
         [sys.executable, "bench/service_fanin.py", "--bursts", "2", "--json", str(out)],
-        cwd=ROOT, check=True, capture_output=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
     report = json.loads(out.read_text())
     assert report["bursts"] == 2 and report["requests_per_burst"] == 8
-    assert report["service_cpu_ms_per_request"] > 0
+    services = set(report["service_cpu_ms_per_request"])
+    assert "now" in services and len(services) == 2  # this tree and the --before revision
+    assert all(v > 0 for v in report["service_cpu_ms_per_request"].values())
     for figure in ("last_arrival_p50_ms", "arrival_spread_p50_ms"):
-        assert set(report[figure]) == {"direct", "service"}
+        assert set(report[figure]) == {"direct", *services}
         assert all(v >= 0 for v in report[figure].values())
     # (the script exits non-zero unless all 8 of every burst reached the upstream)
-    assert report["last_arrival_p50_ms"]["service"] > 0
+    assert all(report["last_arrival_p50_ms"][name] > 0 for name in services)
