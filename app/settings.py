@@ -8,6 +8,7 @@ nested with `__`, e.g. `VOICEFLEET_LLM__BACKEND=server`), the YAML file named by
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,9 @@ from pydantic_settings import (
 )
 
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+# load_settings(path)'s file, for the one Settings() it builds: the process environment is
+# left alone (a later Settings(), a child process, another test, sees only VOICEFLEET_CONFIG)
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("voicefleet_config_file", default=None)
 
 
 class _Section(BaseModel):
@@ -296,17 +300,21 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("VOICEFLEET_CONFIG")
+        explicit = _CONFIG_FILE.get()
+        config_file = str(explicit) if explicit else os.environ.get("VOICEFLEET_CONFIG")
         if config_file:
             path = Path(config_file)
             if not path.is_file():
-                raise FileNotFoundError(f"VOICEFLEET_CONFIG={config_file}: no such file")
+                named = "--config" if explicit else "VOICEFLEET_CONFIG"
+                raise FileNotFoundError(f"{named} {config_file}: no such file")
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
 
 
 def load_settings(config_file: Path | None = None) -> Settings:
     """Settings from env + the optional YAML file (an explicit path wins over the env var)."""
-    if config_file is not None:
-        os.environ["VOICEFLEET_CONFIG"] = str(config_file)
-    return Settings()
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings()
+    finally:
+        _CONFIG_FILE.reset(token)

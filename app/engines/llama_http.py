@@ -131,22 +131,37 @@ class LlamaHTTP:
             total=None, connect=connect_timeout, sock_connect=connect_timeout,
             sock_read=read_timeout,
         )  # fmt: skip
-        session = self._current()
-        try:
-            resp = await session.request(
-                method, self.base_url + path, data=body if body else None, timeout=timeout
-            )
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(f"cannot connect to {self._host}: {exc.os_error}") from exc
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise UpstreamError(f"connecting to {self._host} timed out") from exc
-        except TimeoutError:
-            raise  # no head within read_timeout: a silent upstream, worded by the caller
-        except (aiohttp.ClientResponseError, aiohttp.ClientConnectionError) as exc:
-            raise UpstreamError(f"no HTTP response: {exc!r}") from exc
+        resp = await self._send(method, path, body, timeout)
         try:
             yield Response(resp)
         finally:
             # read to its end, the connection goes back to the pool; left early, aiohttp closes
             # it, and that is how llama-server learns the client went and stops generating
             resp.release()
+
+    async def _send(
+        self, method: str, path: str, body: bytes, timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        """The response head. A connection the upstream closed before answering anything is
+        tried once more on a fresh one: that is a pooled connection the server dropped as it
+        was being reused (its close and our request crossed on the wire), and the request was
+        never read. Sending it again is safe for llama-server: a completion has no side
+        effect but its slot's prompt cache. A second failure is the upstream's."""
+        for attempt in (1, 2):
+            try:
+                return await self._current().request(
+                    method, self.base_url + path, data=body if body else None, timeout=timeout
+                )
+            except aiohttp.ClientConnectorError as exc:
+                raise UpstreamError(f"cannot connect to {self._host}: {exc.os_error}") from exc
+            except aiohttp.ConnectionTimeoutError as exc:
+                raise UpstreamError(f"connecting to {self._host} timed out") from exc
+            except TimeoutError:
+                raise  # no head within read_timeout: a silent upstream, worded by the caller
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if attempt == 1:
+                    continue
+                raise UpstreamError(f"no HTTP response: {exc!r}") from exc
+            except (aiohttp.ClientResponseError, aiohttp.ClientConnectionError) as exc:
+                raise UpstreamError(f"no HTTP response: {exc!r}") from exc
+        raise AssertionError("unreachable")

@@ -311,6 +311,53 @@ async def test_a_kept_alive_connection_is_reused_and_an_abandoned_stream_closes_
         await client.aclose()
 
 
+async def test_a_kept_connection_closed_as_it_is_reused_is_retried_once_on_a_fresh_one() -> None:
+    """The upstream answers the first request of a connection and closes the connection when
+    the next one arrives, unanswered: the close crossing our reuse of it. The client sends the
+    request again on a new connection; a peer that never answers on any is an UpstreamError."""
+    served: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with suppress(ConnectionError, asyncio.IncompleteReadError):
+            await _request(reader)
+            served.append(1)
+            writer.write(b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=100\r\n"
+                         b"Content-Length: 2\r\n\r\nok")  # fmt: skip
+            await writer.drain()
+            await _request(reader)  # the reused connection's request: closed, not answered
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = llama_http.LlamaHTTP(f"http://127.0.0.1:{port}", {}, pool_size=2)
+    try:
+        async with server:
+            for _ in range(3):
+                async with client.request("POST", "/x", b"{}", connect_timeout=2,
+                                          read_timeout=2) as resp:  # fmt: skip
+                    assert resp.status == 200 and await resp.body(16) == b"ok"
+            assert len(served) == 3  # every request answered, each on its own connection
+    finally:
+        await client.aclose()
+
+    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with suppress(ConnectionError, asyncio.IncompleteReadError):
+            await _request(reader)
+        writer.close()
+
+    server = await asyncio.start_server(never, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = llama_http.LlamaHTTP(f"http://127.0.0.1:{port}", {}, pool_size=2)
+    try:
+        async with server:
+            with pytest.raises(llama_http.UpstreamError, match="no HTTP response"):
+                async with client.request("POST", "/x", b"{}", connect_timeout=2,
+                                          read_timeout=2):  # fmt: skip
+                    pass
+    finally:
+        await client.aclose()
+
+
 async def test_the_pinned_llama_server_keeps_a_streamed_answer_alive(
     llama_server: LlamaServer,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,21 @@ def test_yaml_file_then_env_overrides(tmp_path: Path, monkeypatch: pytest.Monkey
     assert settings.llm.ctx_per_slot == 4096
     assert settings.llm.parallel == 4  # env wins over the file
     assert settings.server.port == 9000
+
+
+def test_an_explicit_file_is_not_left_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_settings(path) reads the file for that call only: a later Settings() and every
+    child process (a bench's `voicefleet serve`) must not inherit it."""
+    monkeypatch.delenv("VOICEFLEET_CONFIG", raising=False)
+    config = tmp_path / "voicefleet.yml"
+    config.write_text("wyoming:\n  enabled: true\n")
+    assert load_settings(config).wyoming.enabled
+    assert "VOICEFLEET_CONFIG" not in os.environ
+    assert not Settings().wyoming.enabled
+    with pytest.raises(FileNotFoundError, match=r"--config /nonexistent/v\.yml"):
+        load_settings(Path("/nonexistent/v.yml"))
 
 
 def test_missing_config_file_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
