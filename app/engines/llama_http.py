@@ -140,7 +140,7 @@ class LlamaHTTP:
             resp.release()
 
     async def _send(
-        self, method: str, path: str, body: bytes, timeout: aiohttp.ClientTimeout
+        self, method: str, path: str, body: bytes, limits: aiohttp.ClientTimeout
     ) -> aiohttp.ClientResponse:
         """The response head. A connection the upstream closed before answering anything is
         tried once more on a fresh one: that is a pooled connection the server dropped as it
@@ -150,7 +150,7 @@ class LlamaHTTP:
         for attempt in (1, 2):
             try:
                 return await self._current().request(
-                    method, self.base_url + path, data=body if body else None, timeout=timeout
+                    method, self.base_url + path, data=body if body else None, timeout=limits
                 )
             except aiohttp.ClientConnectorError as exc:
                 raise UpstreamError(f"cannot connect to {self._host}: {exc.os_error}") from exc
