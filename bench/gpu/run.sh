@@ -173,13 +173,16 @@ followup_probe() {  # only the follow-up measurement, with llama-server's own ac
 
 machine_json() {  # the GPU, CUDA, the build and the model a run used
   python3 - "$1" "$WORK/artifact/manifest.json" "$MODEL" <<'PY'
-import json, os, platform, subprocess, sys
+import importlib.util, json, os, platform, subprocess, sys
 smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version,compute_cap",
                       "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
 nvcc = subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout.strip()
 json.dump({"gpu": smi, "nvcc": nvcc.splitlines()[-1], "cpus": os.cpu_count(),
            "python": platform.python_version(), "kernel": platform.release(),
-           "build": json.load(open(sys.argv[2])), "model_bytes": os.path.getsize(sys.argv[3])},
+           "build": json.load(open(sys.argv[2])), "model_bytes": os.path.getsize(sys.argv[3]),
+           # what uvicorn runs the service on ("auto": uvloop and httptools when importable)
+           "service_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+           "service_http": "httptools" if importlib.util.find_spec("httptools") else "h11"},
           open(sys.argv[1], "w"), indent=2)
 PY
 }

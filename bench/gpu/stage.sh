@@ -3,7 +3,7 @@
 # .gpu/ (ignored by git; carried with the working tree): the pinned llama.cpp source,
 # repacked small (bench/gpu/pack_source.sh), and the service's pure-Python wheels at the
 # project's pinned versions (the box has numpy, httpx, PyYAML; not FastAPI, pydantic or
-# aiohttp, whose compiled wheels are fetched for the box's CPython 3.12).
+# aiohttp, uvloop and httptools, whose compiled wheels are fetched for the box's CPython 3.12).
 # Run it here, where the sdist cache and PyPI are: bench/gpu/stage.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,7 +23,10 @@ for name in ["fastapi", "starlette", "pydantic", "pydantic_core", "pydantic-sett
              "typing-inspection", "typing_extensions", "opentelemetry-api", "annotated-doc",
              "anyio", "h11", "httpx", "httpcore", "prometheus_client", "websockets",
              "wyoming", "aiohttp", "aiohappyeyeballs", "aiosignal", "attrs", "frozenlist",
-             "multidict", "propcache", "yarl"]:
+             "multidict", "propcache", "yarl",
+             # uvicorn[standard]'s loop and HTTP parser: a unit's lock installs them, so the
+             # service measured here must run on them too (uvicorn picks them when present)
+             "uvloop", "httptools"]:
     print(f"{name}=={version(name)}")
 PY
 )
