@@ -25,7 +25,8 @@ import numpy as np
 from app.bench import rt_turns
 from app.bench.followup import FOLLOW_UP, PASSAGE
 from app.bench.openai_client import OpenAIRealtimeClient
-from app.bench.rt_client import PCM, RealtimeClient, silence, trim_silence, wav_pcm
+from app.bench.pcm import PCM, silence, trim_silence, wav_pcm
+from app.bench.rt_client import RealtimeClient
 from app.bench.voice import make_utterance
 
 QUESTION = "Tell me about the history of the bicycle."
