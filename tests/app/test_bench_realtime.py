@@ -22,4 +22,6 @@ async def test_first_audio_through_both_protocols(server_service: Service) -> No
     for key in ("server_p50", "openai_server_p50"):
         stages = fa[key]
         assert set(stages) == set(SERVER_STAGES)
-        assert 0 < stages["vad_end_to_transcript_ms"] < stages["vad_end_to_first_audio_ms"]
+        assert stages["stt_ms"] > 0
+        # an early transcript (at a pause) can be ready at speech_stopped already: 0 ms
+        assert 0 <= stages["vad_end_to_transcript_ms"] < stages["vad_end_to_first_audio_ms"]
