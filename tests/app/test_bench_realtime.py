@@ -25,3 +25,7 @@ async def test_first_audio_through_both_protocols(server_service: Service) -> No
         assert stages["stt_ms"] > 0
         # an early transcript (at a pause) can be ready at speech_stopped already: 0 ms
         assert 0 <= stages["vad_end_to_transcript_ms"] < stages["vad_end_to_first_audio_ms"]
+    # the protocol's part: client time outside the server's last voiced -> first audio (it
+    # holds a constant offset too: the client's level threshold vs Silero's end of speech)
+    for arm in ("streamed", "openai"):
+        assert abs(fa[f"{arm}_outside_engine_p50_ms"]) < fa[f"{arm}_p50_ms"]
