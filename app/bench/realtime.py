@@ -138,6 +138,8 @@ async def run_first_audio(
         "openai_minus_streamed_paired_p50_ms": _median(
             [o - f for o, f in zip(oa_ms, s_ms, strict=True)]
         ),
+        "streamed_outside_engine_ms": [round(v, 1) for v in s_out],
+        "openai_outside_engine_ms": [round(v, 1) for v in oa_out],
         "streamed_outside_engine_p50_ms": _median(s_out),
         "openai_outside_engine_p50_ms": _median(oa_out),
         "openai_minus_streamed_outside_engine_paired_p50_ms": _median(
