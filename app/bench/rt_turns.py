@@ -1,6 +1,8 @@
 """What a user hears in a realtime turn, measured from the client: end of speech -> first
 reply audio for one question, N sessions asking at once, and a request with a pause inside
 it (it must be answered once). Audio goes at real-time pace, so turn detection is included.
+Through the OpenAI Realtime API (/v1/realtime, openai_client.py); the server's stage
+breakdown comes with each `response.done` (`response.voicefleet_timings`, docs/realtime.md).
 Used by `bench/realtime_paths.py` (before/after in one run) and the bench gate."""
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.bench.rt_client import PCM, RealtimeClient, silence, trim_silence, wav_pcm
+from app.bench.openai_client import OpenAIRealtimeClient
+from app.bench.pcm import PCM, silence, trim_silence, wav_pcm
 from app.bench.voice import make_utterance
+from app.bench.ws_client import Event
 
 QUESTION = "What is the weather like in Paris today?"
 # two sentences of one request, a breath between them
@@ -52,26 +56,42 @@ def percentile(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
 
 
+async def answer(rt: OpenAIRealtimeClient, timeout_s: float = 120) -> Event:
+    """The first `response.done` of a response that was not cancelled."""
+    count = 1
+    while True:
+        done = await rt.wait_for("response.done", count=count, timeout_s=timeout_s)
+        if done.data["response"]["status"] != "cancelled":
+            return done
+        count += 1
+
+
+def _status(rt: OpenAIRealtimeClient, cancelled: bool) -> int:
+    return sum((e.data["response"]["status"] == "cancelled") == cancelled
+               for e in rt.of("response.done"))  # fmt: skip
+
+
 async def one_turn(
     url: str, api_key: str | None, pcm: PCM, rate: int, max_tokens: int
 ) -> dict[str, Any]:
-    """Speak `pcm` once; first audio from the last voiced frame, and what the turn gave."""
-    rt = await RealtimeClient.open(url, api_key, rate, max_tokens=max_tokens, temperature=0.0)
+    """Speak `pcm` once; first audio from the last voiced frame, and what the turn gave.
+    (The session's default temperature: a GA session has no temperature field.)"""
+    rt = await OpenAIRealtimeClient.open(url, api_key, {"max_output_tokens": max_tokens})
     try:
         audio = np.concatenate([silence(rate, 0.3), pcm, silence(rate, 1.2)])
         t_voiced = await rt.send_audio(audio, rate, pace=1.0)
-        first = await rt.wait_for("response.audio", timeout_s=120)
-        await rt.wait_for("response.done", timeout_s=120)
-        timings = (await rt.wait_for("turn.timings", timeout_s=30)).data
+        first = await rt.wait_for("response.output_audio.delta", timeout_s=120)
+        timings = (await answer(rt)).data["response"]["voicefleet_timings"]
         await rt.send_audio(silence(rate, 0.8), rate, pace=0)  # a second answer would show now
         await asyncio.sleep(0.8)
     finally:
         await rt.close()
+    transcribed = "conversation.item.input_audio_transcription.completed"
     return {
         "first_audio_ms": round((first.t - t_voiced) * 1000, 1),
-        "transcripts": [e.data["text"] for e in rt.of("transcript")],
-        "answers": len(rt.of("response.done")),
-        "cancelled": len(rt.of("response.cancelled")),
+        "transcripts": [e.data["transcript"] for e in rt.of(transcribed)],
+        "answers": _status(rt, cancelled=False),
+        "cancelled": _status(rt, cancelled=True),
         "errors": [e.data for e in rt.of("error")],
         "server": timings,
     }

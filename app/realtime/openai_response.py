@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.realtime.audio_out import PcmResampler
 from app.realtime.openai_items import Names, call_json, event, reply_item, response_json
-from app.realtime.outbox import Outgoing
+from app.realtime.outbox import Outgoing, messages
 from app.realtime.wire import Status
 
 if TYPE_CHECKING:
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
     from app.realtime.respond import FunctionCall, Reply
 
 AUDIO_DELTA_BYTES = 24 * 1024  # PCM per audio delta (0.5 s at 24 kHz)
-
-
-def _out(*events: dict[str, Any]) -> list[Outgoing]:
-    return [Outgoing(e) for e in events]
 
 
 @dataclass
@@ -64,18 +60,20 @@ class ResponseEvents:
 
     def started(self) -> list[Outgoing]:
         r = self.reply
-        return _out(event("response.created", response=response_json(r, self.names, "in_progress")))
+        return messages(
+            event("response.created", response=response_json(r, self.names, "in_progress"))
+        )
 
     def text_delta(self, delta: str) -> list[Outgoing]:
         events = self._message()
         kind = self.names.transcript_delta if self.reply.ctx.audio_out else self.names.text_delta
         events.append(event(kind, delta=delta, **self._ids()))
-        return _out(*events)
+        return messages(*events)
 
     def audio(self, pcm: bytes, sample_rate: int) -> list[Outgoing]:
         if self.resampler is None:
             self.resampler = PcmResampler(sample_rate, self.output_rate)
-        out = _out(*self._message())
+        out = messages(*self._message())
         data = self.resampler.convert(pcm)
         for start in range(0, len(data), AUDIO_DELTA_BYTES):
             b64 = base64.b64encode(data[start : start + AUDIO_DELTA_BYTES]).decode()
@@ -93,7 +91,7 @@ class ResponseEvents:
                                 response_id=self.reply.response_id, item_id=call.item_id,
                                 output_index=self.order.index(call.item_id),
                                 call_id=call.call_id, delta=delta))  # fmt: skip
-        return _out(*events)
+        return messages(*events)
 
     def ended(self, status: Status, reason: str) -> list[Outgoing]:
         r = self.reply
@@ -117,8 +115,10 @@ class ResponseEvents:
                 events.append(event("conversation.item.done", item=item))
             outputs.append(item)
         response = response_json(r, self.names, status, reason, output=outputs)
+        if r.finalized:  # the unit's extension: where the turn's time went (docs/realtime.md)
+            response["voicefleet_timings"] = r.timings.fields()
         events.append(event("response.done", response=response))
-        return _out(*events)
+        return messages(*events)
 
     def _message_done(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         r = self.reply

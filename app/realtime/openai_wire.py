@@ -27,18 +27,14 @@ from app.realtime.openai_items import (
 )
 from app.realtime.openai_response import ResponseEvents
 from app.realtime.openai_session import OPENAI_RATE, BadField, parse_session
-from app.realtime.outbox import Outgoing
-from app.realtime.wire import Status, Wire
+from app.realtime.outbox import Outgoing, messages
+from app.realtime.wire import Status, Wire, WireError
 
 if TYPE_CHECKING:
     from app.realtime.respond import FunctionCall, Reply
     from app.realtime.session import Session
 
 _ROLES: dict[str, Role] = {"user": "user", "system": "system", "assistant": "assistant"}
-
-
-def _out(*events: dict[str, Any]) -> list[Outgoing]:
-    return [Outgoing(e) for e in events]
 
 
 class OpenAIWire(Wire):
@@ -124,7 +120,7 @@ class OpenAIWire(Wire):
             s.tools = ch.tools
         if ch.tool_choice is not None:
             s.tool_choice = ch.tool_choice
-        s.send(_out(event("session.updated", session=self._session_json())))
+        s.send(messages(event("session.updated", session=self._session_json())))
 
     def _on_input_audio_buffer_append(self, ev: dict[str, Any]) -> None:
         try:
@@ -143,7 +139,7 @@ class OpenAIWire(Wire):
 
     def _on_input_audio_buffer_clear(self, ev: dict[str, Any]) -> None:
         self.session.clear_input()
-        self.session.send(_out(event("input_audio_buffer.cleared")))
+        self.session.send(messages(event("input_audio_buffer.cleared")))
 
     def _on_conversation_item_create(self, ev: dict[str, Any]) -> None:
         s = self.session
@@ -195,24 +191,24 @@ class OpenAIWire(Wire):
 
     def _item_added(self, item: dict[str, Any], previous: str | None, done: bool) -> None:
         if self.names.beta:
-            self.session.send(_out(event("conversation.item.created", previous_item_id=previous,
+            self.session.send(messages(event("conversation.item.created", previous_item_id=previous,
                                          item=item)))  # fmt: skip
             return
         events = [event("conversation.item.added", previous_item_id=previous, item=item)]
         if done:
             events.append(event("conversation.item.done", previous_item_id=previous, item=item))
-        self.session.send(_out(*events))
+        self.session.send(messages(*events))
 
     def _on_conversation_item_delete(self, ev: dict[str, Any]) -> None:
         if not self.session.history.delete(ev["item_id"]):
             raise BadField("item_id", f"no item {ev['item_id']!r}")
-        self.session.send(_out(event("conversation.item.deleted", item_id=ev["item_id"])))
+        self.session.send(messages(event("conversation.item.deleted", item_id=ev["item_id"])))
 
     def _on_conversation_item_retrieve(self, ev: dict[str, Any]) -> None:
         item = self.session.history.get(ev["item_id"])
         if item is None:
             raise BadField("item_id", f"no item {ev['item_id']!r}")
-        self.session.send(_out(event("conversation.item.retrieved",
+        self.session.send(messages(event("conversation.item.retrieved",
                                      item=item_json(item, self.names))))  # fmt: skip
 
     def _on_conversation_item_truncate(self, ev: dict[str, Any]) -> None:
@@ -231,7 +227,7 @@ class OpenAIWire(Wire):
         if end_ms > total_ms:
             raise BadField("audio_end_ms", f"audio_end_ms is past the item's audio ({total_ms} ms)")
         item.text = item.spoken.heard(end_ms / 1000, within_piece=True)
-        s.send(_out(event("conversation.item.truncated", item_id=item_id, content_index=0,
+        s.send(messages(event("conversation.item.truncated", item_id=item_id, content_index=0,
                           audio_end_ms=end_ms)))  # fmt: skip
 
     def _on_response_create(self, ev: dict[str, Any]) -> None:
@@ -305,20 +301,20 @@ class OpenAIWire(Wire):
                                      "voice": str(voice)}}}  # fmt: skip
 
     def session_created(self) -> list[Outgoing]:
-        return _out(event("session.created", session=self._session_json()))
+        return messages(event("session.created", session=self._session_json()))
 
     def speech_started(self, audio_ms: int, item_id: str, resumed: bool) -> list[Outgoing]:
-        return _out(event("input_audio_buffer.speech_started", audio_start_ms=audio_ms,
+        return messages(event("input_audio_buffer.speech_started", audio_start_ms=audio_ms,
                           item_id=item_id))  # fmt: skip
 
     def speech_stopped(self, audio_ms: int, item_id: str) -> list[Outgoing]:
-        return _out(event("input_audio_buffer.speech_stopped", audio_end_ms=audio_ms,
+        return messages(event("input_audio_buffer.speech_stopped", audio_end_ms=audio_ms,
                           item_id=item_id))  # fmt: skip
 
     def input_committed(self, item_id: str, previous_id: str | None) -> list[Outgoing]:
         item = user_audio_item(item_id, None)
         added = "conversation.item.created" if self.names.beta else "conversation.item.added"
-        return _out(
+        return messages(
             event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous_id),
             event(added, previous_item_id=previous_id, item=item),
         )
@@ -327,13 +323,20 @@ class OpenAIWire(Wire):
         if not reply.from_speech:
             return []
         stt_s = round(reply.timings.stt_ms / 1000, 3)
-        out = [event("conversation.item.input_audio_transcription.completed",
-                     item_id=reply.user_item_id, content_index=0, transcript=reply.user_text,
-                     usage={"type": "duration", "seconds": stt_s})]  # fmt: skip
+        kind = "conversation.item.input_audio_transcription"
+        out: list[dict[str, Any]] = []
+        if reply.user_text:
+            # one delta with the whole transcript, as OpenAI's whisper-1 sends it: the
+            # utterance is transcribed whole (at a pause already: realtime.early_stt_silence_ms)
+            out.append(event(f"{kind}.delta", item_id=reply.user_item_id, content_index=0,
+                             delta=reply.user_text))  # fmt: skip
+        out.append(event(f"{kind}.completed", item_id=reply.user_item_id, content_index=0,
+                         transcript=reply.user_text,
+                         usage={"type": "duration", "seconds": stt_s}))  # fmt: skip
         if not self.names.beta:
             item = user_audio_item(reply.user_item_id, reply.user_text)
             out.append(event("conversation.item.done", item=item))
-        return _out(*out)
+        return messages(*out)
 
     def _response(self, reply: Reply) -> ResponseEvents:
         events = self._responses.get(reply.response_id)
@@ -364,12 +367,5 @@ class OpenAIWire(Wire):
     def timings(self, reply: Reply) -> list[Outgoing]:
         return []  # per-turn timings are on /metrics; usage is in response.done
 
-    def error(
-        self,
-        code: str,
-        message: str,
-        fatal: bool = False,
-        event_id: str | None = None,
-        param: str | None = None,
-    ) -> list[Outgoing]:
-        return _out(error_json(code, message, param, event_id))
+    def error(self, err: WireError) -> list[Outgoing]:
+        return messages(error_json(err.code, err.message, err.param, err.event_id))

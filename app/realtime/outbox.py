@@ -27,6 +27,11 @@ class Outgoing:
         return len(self.audio or b"") + self.inline_bytes + 64
 
 
+def messages(*events: dict[str, Any]) -> list[Outgoing]:
+    """Events with no audio, as the hooks of a `Wire` return them."""
+    return [Outgoing(e) for e in events]
+
+
 class Overflow(Exception):
     """The client fell too far behind."""
 

@@ -118,9 +118,11 @@ class TurnTimings:
     # the transcript came from the pass started at a pause (realtime.early_stt_silence_ms)
     early_transcript: bool = False
 
+    def fields(self) -> dict[str, Any]:
+        return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
     def event(self) -> dict[str, Any]:
-        data = {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
-        return {"type": "turn.timings", **data}
+        return {"type": "turn.timings", **self.fields()}
 
 
 def error_event(code: str, message: str, fatal: bool = False) -> dict[str, Any]:

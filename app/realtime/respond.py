@@ -30,7 +30,7 @@ from app.realtime.history import History, Item, new_item_id
 from app.realtime.outbox import Outbox, Outgoing, Overflow
 from app.realtime.protocol import TurnTimings
 from app.realtime.sentences import SentenceChunker
-from app.realtime.wire import Status, Wire
+from app.realtime.wire import Status, Wire, WireError
 from app.state import ServiceState
 
 _responses = itertools.count(1)
@@ -230,7 +230,7 @@ class Reply:
             if exc.code == "context_length_exceeded":
                 self.ctx.history.items.clear()
             wire = self.ctx.wire
-            self._emit(wire.error(exc.code or "error", exc.message))
+            self._emit(wire.error(WireError(exc.code or "error", exc.message)))
             self.status = "failed"
             self._emit(wire.reply_ended(self, "failed", exc.code or "error"))
             self.ctx.state.metrics.realtime_turns.labels("error").inc()

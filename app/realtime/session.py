@@ -38,7 +38,7 @@ from app.realtime.protocol import (
 from app.realtime.respond import EarlyTranscript, Reply, ReplyContext
 from app.realtime.turns import TurnConfig, TurnDetector, TurnEvent
 from app.realtime.vad import StreamingVAD
-from app.realtime.wire import Wire
+from app.realtime.wire import Wire, WireError
 from app.state import ServiceState
 
 WireFactory = Callable[["Session"], Wire]
@@ -152,7 +152,9 @@ class Session:
         if notify and close.code != CLOSE_SLOW_READER:
             self.outbox.closed = False
             with contextlib.suppress(Overflow):
-                for item in self.wire.error(close.reason, message or close.reason, fatal=True):
+                for item in self.wire.error(
+                    WireError(close.reason, message or close.reason, fatal=True)
+                ):
                     self.outbox.put_item(item)
         self.outbox.closed = True
         self._failed.set()
@@ -209,7 +211,7 @@ class Session:
         self.protocol_errors += 1
         if self.protocol_errors >= self.wire.max_protocol_errors:
             raise _Close(CLOSE_PROTOCOL, "protocol_error")
-        self.send(self.wire.error(code, message, event_id=event_id, param=param))
+        self.send(self.wire.error(WireError(code, message, event_id=event_id, param=param)))
 
     # --- what the adapters call ---------------------------------------------------------
     def audio_in(self, data: bytes) -> None:

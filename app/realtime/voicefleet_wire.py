@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from app.realtime.outbox import Outgoing
+from app.realtime.outbox import Outgoing, messages
 from app.realtime.protocol import (
     InputText,
     Ping,
@@ -20,14 +20,10 @@ from app.realtime.protocol import (
     client_event,
     error_event,
 )
-from app.realtime.wire import Status, Wire
+from app.realtime.wire import Status, Wire, WireError
 
 if TYPE_CHECKING:
     from app.realtime.respond import Reply
-
-
-def _one(event: dict[str, object]) -> list[Outgoing]:
-    return [Outgoing(event)]
 
 
 class VoicefleetWire(Wire):
@@ -49,7 +45,7 @@ class VoicefleetWire(Wire):
             s.protocol_error("invalid_event", f"not a valid client event: {detail}")
             return
         if isinstance(event, Ping):
-            s.send(_one({"type": "pong"}))
+            s.send(messages({"type": "pong"}))
         elif isinstance(event, ResponseCancel):
             s.cancel_reply("client")
         elif isinstance(event, InputText):
@@ -68,7 +64,7 @@ class VoicefleetWire(Wire):
         s.max_tokens = event.max_tokens or s.max_tokens
         if event.temperature is not None:
             s.temperature = event.temperature
-        s.send(_one({"type": "session.updated", "input_sample_rate": s.decoder.sample_rate,
+        s.send(messages({"type": "session.updated", "input_sample_rate": s.decoder.sample_rate,
                      "max_tokens": s.max_tokens, "temperature": s.temperature}))  # fmt: skip
 
     def _input_text(self, text: str) -> None:
@@ -85,7 +81,7 @@ class VoicefleetWire(Wire):
     def session_created(self) -> list[Outgoing]:
         s = self.session
         cfg = s.cfg
-        return _one({
+        return messages({
             "type": "session.created",
             "session_id": s.id,
             "slot": s.slot,
@@ -105,22 +101,22 @@ class VoicefleetWire(Wire):
         event: dict[str, object] = {"type": "speech_started", "audio_ms": audio_ms}
         if resumed:
             event["resumed"] = True
-        return _one(event)
+        return messages(event)
 
     def speech_stopped(self, audio_ms: int, item_id: str) -> list[Outgoing]:
-        return _one({"type": "speech_stopped", "audio_ms": audio_ms})
+        return messages({"type": "speech_stopped", "audio_ms": audio_ms})
 
     def input_committed(self, item_id: str, previous_id: str | None) -> list[Outgoing]:
         return []
 
     def transcript(self, reply: Reply) -> list[Outgoing]:
-        return _one({"type": "transcript", "turn": reply.turn, "text": reply.user_text})
+        return messages({"type": "transcript", "turn": reply.turn, "text": reply.user_text})
 
     def reply_started(self, reply: Reply) -> list[Outgoing]:
         return []
 
     def text_delta(self, reply: Reply, delta: str) -> list[Outgoing]:
-        return _one({"type": "response.text.delta", "turn": reply.turn, "delta": delta})
+        return messages({"type": "response.text.delta", "turn": reply.turn, "delta": delta})
 
     def audio(self, reply: Reply, pcm: bytes, sample_rate: int, piece: str) -> list[Outgoing]:
         step = 32 * 1024  # per binary message
@@ -134,21 +130,14 @@ class VoicefleetWire(Wire):
 
     def reply_ended(self, reply: Reply, status: Status, reason: str) -> list[Outgoing]:
         if status in ("cancelled", "failed"):
-            return _one({"type": "response.cancelled", "turn": reply.turn,
+            return messages({"type": "response.cancelled", "turn": reply.turn,
                          "reason": "error" if status == "failed" else reason})  # fmt: skip
         finish = reason if reply.user_text or not reply.has_input else "no_speech"
-        return _one({"type": "response.done", "turn": reply.turn, "text": reply.text,
+        return messages({"type": "response.done", "turn": reply.turn, "text": reply.text,
                      "finish_reason": finish})  # fmt: skip
 
     def timings(self, reply: Reply) -> list[Outgoing]:
-        return _one(reply.timings.event())
+        return messages(reply.timings.event())
 
-    def error(
-        self,
-        code: str,
-        message: str,
-        fatal: bool = False,
-        event_id: str | None = None,
-        param: str | None = None,
-    ) -> list[Outgoing]:
-        return _one(error_event(code, message, fatal))
+    def error(self, err: WireError) -> list[Outgoing]:
+        return messages(error_event(err.code, err.message, err.fatal))

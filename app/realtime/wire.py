@@ -14,6 +14,7 @@ messages are held until its turn is committed) and drops queued reply audio on a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from app.realtime.outbox import Outgoing
@@ -24,6 +25,17 @@ if TYPE_CHECKING:
     from app.realtime.session import Session
 
 Status = Literal["completed", "cancelled", "failed", "incomplete"]
+
+
+@dataclass(frozen=True)
+class WireError:
+    """An error to report to the client; `fatal`: the session closes after it."""
+
+    code: str
+    message: str
+    fatal: bool = False
+    event_id: str | None = None  # the client event it answers
+    param: str | None = None  # the field at fault
 
 
 class Wire(ABC):
@@ -83,11 +95,4 @@ class Wire(ABC):
     def timings(self, reply: Reply) -> list[Outgoing]: ...
 
     @abstractmethod
-    def error(
-        self,
-        code: str,
-        message: str,
-        fatal: bool = False,
-        event_id: str | None = None,
-        param: str | None = None,
-    ) -> list[Outgoing]: ...
+    def error(self, err: WireError) -> list[Outgoing]: ...

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from app.bench.rt_client import silence, trim_silence, wav_pcm
+from app.bench.pcm import silence, trim_silence, wav_pcm
 from tests.app.conftest import API_KEY, Service
 from tests.conftest import stop_process
 

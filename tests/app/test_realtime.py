@@ -9,7 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
-from app.bench.rt_client import PCM, RealtimeClient, silence, trim_silence, wav_pcm
+from app.bench.pcm import PCM, silence, trim_silence, wav_pcm
+from app.bench.rt_client import RealtimeClient
 from tests.app.conftest import API_KEY, Service
 from tests.conftest import LLAMA_API_KEY
 
@@ -46,7 +47,7 @@ async def test_utterance_gives_transcript_reply_and_audio(
     transcript = rt.of("transcript")[0].data
     assert "weather" in transcript["text"].lower()
     turn = transcript["turn"]
-    deltas = "".join(e.data["delta"] for e in rt.of("response.text.delta", turn))
+    deltas = "".join(e.data["delta"] for e in rt.of("response.text.delta", turn=turn))
     assert deltas.strip() and deltas == done.data["text"]
     audio = rt.audio[turn]
     out_rate = rt.of("session.created")[0].data["output_sample_rate"]
@@ -108,7 +109,7 @@ async def test_barge_in_cancels_the_reply_and_the_next_turn_works(
     finally:
         await rt.close()
     assert "weather" in transcript2.data["text"].lower()
-    assert not rt.of("response.done", turn1)
+    assert not rt.of("response.done", turn=turn1)
     # nothing of turn 1 after its cancel event
     after = [e for e in rt.events if e.t > cancelled.t and e.data.get("turn") == turn1]
     assert not [e for e in after if e.data["type"] in ("response.audio", "response.text.delta")]

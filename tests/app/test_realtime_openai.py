@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from app.bench.rt_client import PCM, silence, trim_silence, wav_pcm
+from app.bench.pcm import PCM, silence, trim_silence, wav_pcm
 from tests.app.conftest import API_KEY, Service
 
 pytestmark = pytest.mark.slow
@@ -148,10 +148,22 @@ async def test_spoken_multi_turn_conversation_with_the_sdk(
     transcripts = conv.of("conversation.item.input_audio_transcription.completed")
     assert "weather" in transcripts[0]["transcript"].lower()
     assert "evening" in transcripts[1]["transcript"].lower()
+    # each transcript streamed before it completes (as whisper-1 does: one delta, all of it)
+    streamed = conv.of("conversation.item.input_audio_transcription.delta")
+    for completed in transcripts:
+        at = next(i for i, (_, e) in enumerate(conv.events) if e is completed)
+        before = [e for _, e in conv.events[:at] if e in streamed
+                  and e["item_id"] == completed["item_id"]]  # fmt: skip
+        assert "".join(d["delta"] for d in before) == completed["transcript"]
+        assert len(before) == sum(d["item_id"] == completed["item_id"] for d in streamed)
     for done in (done1, done2):
         response = done["response"]
         assert response["status"] == "completed"
         assert response["usage"]["input_tokens"] > 0 and response["usage"]["output_tokens"] > 0
+        # the unit's extension: the server's stage breakdown (an early transcript: 0 ms)
+        timings = response["voicefleet_timings"]
+        assert timings["stt_ms"] > 0
+        assert 0 <= timings["vad_end_to_transcript_ms"] < timings["vad_end_to_first_audio_ms"]
     # the second turn's prompt holds the first turn
     assert done2["response"]["usage"]["input_tokens"] > done1["response"]["usage"]["input_tokens"]
     # the audio is speech saying the reply: its transcription shares words with the text

@@ -108,7 +108,7 @@ def test_blips_are_not_speech_and_long_speech_is_cut() -> None:
 
 @pytest.mark.slow
 def test_streaming_vad_finds_speech_in_real_audio(speech_wav: bytes) -> None:
-    from app.bench.rt_client import silence, trim_silence, wav_pcm
+    from app.bench.pcm import silence, trim_silence, wav_pcm
     from app.realtime.audio_in import FrameDecoder
 
     pcm, rate = wav_pcm(speech_wav)
