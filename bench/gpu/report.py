@@ -277,7 +277,8 @@ def section(on: dict[str, Any], off: dict[str, Any], before: dict[str, Any]) -> 
         "",
         f"**Machine**: {machine['gpu']}; {machine['nvcc']}; {machine['cpus']} CPU cores; "
         f"Python {machine['python']}; the service on "
-        f"{machine.get('service_loop', 'asyncio')} + {machine.get('service_http', 'h11')}. **Build** `{build['build_key']}` in "
+        f"{machine.get('service_loop', 'asyncio')} + {machine.get('service_http', 'h11')}. "
+        f"**Build** `{build['build_key']}` in "
         f"{build['build_seconds']} s: `{' '.join(build['cmake_flags'][-4:])}`. "
         f"**Model**: {machine['model_bytes']:,} bytes (shape-equivalent Q4_K_M). "
         f"**Run**: {on['time']}, {settings['rounds']} interleaved rounds × "
