@@ -21,6 +21,7 @@ from app.engines.base import (
     ContextOverflowError,
     FloatAudio,
     LLMChunk,
+    Prefilled,
     RequestRejectedError,
     Segment,
     STTTask,
@@ -153,6 +154,7 @@ class LLMTimings:
     total_s: float = 0.0
     completion_tokens: int = 0
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, found in the slot's cache (not evaluated)
     finish_reason: str = "stop"
 
 
@@ -200,6 +202,7 @@ async def llm_stream(
                         timings.finish_reason = chunk.finish_reason
                         timings.completion_tokens = chunk.completion_tokens
                         timings.prompt_tokens = chunk.prompt_tokens
+                        timings.cached_tokens = chunk.cached_tokens
                     yield chunk
         except ContextOverflowError as exc:
             raise context_error(exc, llm.ctx_per_slot) from exc
@@ -215,6 +218,25 @@ async def llm_stream(
     decode_s = timings.total_s - timings.ttft_s
     if timings.completion_tokens > 1 and decode_s > 0:
         metrics.llm_tokens_per_second.observe((timings.completion_tokens - 1) / decode_s)
+
+
+async def llm_prefill(
+    state: ServiceState, messages: list[ChatMessage], params: ChatParams
+) -> Prefilled | None:
+    """Evaluate a prompt into its slot's cache, generating nothing (LLMEngine.prefill), if
+    the LLM gate has a place free now: a prefill is a head start, never a reason to queue.
+    It holds the place while it runs. None: skipped, or the backend has nothing to fill;
+    errors are the caller's to ignore or word."""
+    gate = state.llm_gate
+    if gate.active >= gate.concurrency or gate.waiting:
+        return None
+    llm = state.require_engines().llm
+    async with gate.slot():
+        start = time.perf_counter()
+        done = await llm.prefill(messages, params)
+    if done is not None:
+        state.metrics.stage_seconds.labels("llm_prefill").observe(time.perf_counter() - start)
+    return done
 
 
 async def whole_reply(chunks: AsyncGenerator[LLMChunk, None]) -> tuple[str, list[ToolCall]]:

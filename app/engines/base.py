@@ -214,6 +214,19 @@ class LLMChunk:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # of prompt_tokens, those found in the slot's KV cache (llama-server's cache_n); the
+    # rest were evaluated for this request
+    cached_tokens: int = 0
+
+
+@dataclass
+class Prefilled:
+    """A prompt evaluated into a slot's KV cache without generating (LLMEngine.prefill):
+    `evaluated` of its `prompt_tokens` were computed, the rest were cached already."""
+
+    prompt_tokens: int
+    evaluated: int
+    ms: float
 
 
 class UnsupportedRequestError(Exception):
@@ -260,6 +273,12 @@ class LLMEngine(Protocol):
         """Stream the reply (text and tool-call deltas); closing the iterator early stops
         generation. Raises UnsupportedRequestError before generating when `params` asks for
         what the backend cannot do."""
+        ...
+
+    async def prefill(self, messages: list[ChatMessage], params: ChatParams) -> Prefilled | None:
+        """Evaluate the prompt `stream(messages, params)` would send into `params.slot`'s
+        cache, generating nothing, so that a later request sharing its prefix evaluates only
+        the rest. None: the backend keeps no per-slot cache to fill (the embedded one)."""
         ...
 
 

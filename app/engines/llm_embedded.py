@@ -18,6 +18,7 @@ from app.engines.base import (
     ChatParams,
     ContextOverflowError,
     LLMChunk,
+    Prefilled,
     ToolCallDelta,
     UnsupportedRequestError,
 )
@@ -196,3 +197,7 @@ class EmbeddedLLM:
         finally:
             stop_flag.set()
             await asyncio.to_thread(gen.close)
+
+    async def prefill(self, messages: list[ChatMessage], params: ChatParams) -> Prefilled | None:
+        """One context shared by every conversation: there is no slot of one to fill."""
+        return None
