@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -15,6 +15,7 @@ from fastapi import UploadFile
 from app.audio import AudioLimits, decode_upload
 from app.engines.base import (
     PCM16,
+    STT_SAMPLE_RATE,
     BackendUnavailableError,
     ChatMessage,
     ChatParams,
@@ -100,12 +101,11 @@ async def transcribe(
     prompt: str | None = None,
     temperature: float = 0.0,
     names: Sequence[str] = (),
-    on_segment: Callable[[Segment], None] | None = None,
     word_timestamps: bool = False,
     task: STTTask = "transcribe",
 ) -> tuple[Transcript, float]:
     """Transcribe, biased towards stt.bias_names and `names`; returns the transcript and the
-    seconds spent (queueing excluded). `on_segment` runs in the worker thread."""
+    seconds spent (queueing excluded)."""
     stt = state.require_stt()
     biased = bias_names(state, names)
     async with state.stt_gate.slot() as slot:
@@ -119,7 +119,6 @@ async def transcribe(
             word_timestamps=word_timestamps,
             task=task,
             bias_names=biased,
-            on_segment=on_segment,
         )
         elapsed = time.perf_counter() - start
     state.metrics.stage_seconds.labels("stt").observe(elapsed)
@@ -133,18 +132,31 @@ async def transcribe_stream(
     language: str | None = None,
     prompt: str | None = None,
     temperature: float = 0.0,
+    names: Sequence[str] = (),
     task: STTTask = "transcribe",
+    into: Transcript | None = None,
 ) -> AsyncGenerator[Segment, None]:
-    """The segments one by one as whisper decodes them, inside the STT gate."""
+    """The segments one by one as whisper decodes them, inside the STT gate, biased like
+    `transcribe`: the one streaming path (HTTP's stream=true, Wyoming's transcript-chunk).
+    `into`, when given, is filled as it goes: the language at once, every segment, and the
+    whole text and the duration once the last segment is out."""
     stt = state.require_stt()
+    biased = bias_names(state, names)
     async with state.stt_gate.slot() as slot:
         start = time.perf_counter()
-        segments, _ = await slot.run(
+        segments, detected = await slot.run(
             stt.segments, audio, language=language, prompt=prompt, temperature=temperature,
-            task=task, bias_names=bias_names(state, ()),
+            task=task, bias_names=biased,
         )  # fmt: skip
+        if into is not None:
+            into.language = detected
         while (segment := await slot.run(next, segments, None)) is not None:
+            if into is not None:
+                into.segments.append(segment)
             yield segment
+    if into is not None:
+        into.text = "".join(s.text for s in into.segments).strip()
+        into.duration_s = len(audio) / STT_SAMPLE_RATE
     state.metrics.stage_seconds.labels("stt").observe(time.perf_counter() - start)
 
 

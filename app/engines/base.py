@@ -6,7 +6,7 @@ a worker thread, never on the event loop. LLM engines are async streams.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -61,11 +61,9 @@ class STTEngine(Protocol):
         word_timestamps: bool = False,
         task: STTTask = "transcribe",
         bias_names: Sequence[str] = (),
-        on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio. `bias_names` (device and area names) make
-        the decoder likelier to write those names; `on_segment` is called (in the calling
-        thread) with each segment as soon as it is decoded, before the whole is done."""
+        the decoder likelier to write those names. Streamed: `segments`."""
         ...
 
     def segments(
@@ -262,6 +260,11 @@ class LLMEngine(Protocol):
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+    async def close_connections(self) -> None:
+        """Close the connections to the backend opened on this event loop; the engine stays
+        usable (a service that was lent the engine calls this when its loop ends)."""
+        ...
 
     async def ready(self) -> bool:
         """True when the backend can answer a request now."""

@@ -122,6 +122,9 @@ class EmbeddedLLM:
     async def aclose(self) -> None:
         self._llama = None
 
+    async def close_connections(self) -> None:
+        """In process: no connections."""
+
     async def ready(self) -> bool:
         return self._llama is not None
 

@@ -94,6 +94,11 @@ class LlamaServerLLM:
         """Close the pooled connections to llama-server."""
         await self._http.aclose()
 
+    async def close_connections(self) -> None:
+        """The pool of this event loop (LlamaHTTP keeps one per loop); the next request on
+        another loop opens a new one."""
+        await self._http.aclose()
+
     async def ready(self) -> bool:
         try:
             async with self._http.request(
