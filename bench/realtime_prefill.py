@@ -66,6 +66,7 @@ async def _follow_up(
                              "text": f"{opening} Read this: {PASSAGE} Summarise it."})  # fmt: skip
         done = await rt.wait_for("response.done", timeout_s=300)
         turn1 = (await rt.wait_for("turn.timings", timeout_s=60)).data
+        await rt.send_event({"type": "ping"})  # a slow turn 1 is not the client idling
         out_rate = rt.of("session.created")[0].data["output_sample_rate"]
         # its audio plays out first: speaking over it would be a barge-in
         await asyncio.sleep(len(rt.audio[done.data["turn"]]) / 2 / out_rate + 0.3)
