@@ -52,6 +52,7 @@ class Prefill:
         self._next: tuple[list[ChatMessage], ChatParams] | None = None
         self._runs = 0
         self._tokens = 0
+        self._closed = False
 
     @property
     def running(self) -> bool:
@@ -60,6 +61,8 @@ class Prefill:
     def offer(self, messages: list[ChatMessage], params: ChatParams) -> None:
         """Prefill `messages` now, or after the prefill in flight (replacing any offer still
         waiting: the newest words cover the older ones)."""
+        if self._closed:  # an early pass ending after the session did
+            return
         if self.running:
             self._next = (messages, params)
             return
@@ -93,6 +96,7 @@ class Prefill:
     def close(self) -> None:
         """The session is over: stop (closing the request frees the slot on llama-server's
         next poll)."""
+        self._closed = True
         self._next = None
         if self.task is not None:
             self.task.cancel()
