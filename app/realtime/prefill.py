@@ -94,9 +94,8 @@ class Prefill:
         return settled
 
     def close(self) -> None:
-        """The session is over: stop (closing the request frees the slot on llama-server's
-        next poll)."""
+        """The session is over: nothing more is sent. One in flight is left to end (in its
+        prompt's time): cancelled, it would keep the slot busy until llama-server's next
+        poll (up to 1 s) for whichever session gets the slot next."""
         self._closed = True
         self._next = None
-        if self.task is not None:
-            self.task.cancel()
