@@ -361,9 +361,14 @@ class Session:
             self.send(self.wire.speech_started(event.audio_ms, self.speech_item, False))
         elif event.kind == "speech_resumed":
             # a pause inside one request: drop the speculative reply, keep listening
-            if self.reply is not None and not self.reply.committed:
-                self.reply.cancel("merged")
+            merged = self.reply
+            if merged is not None and not merged.committed:
+                merged.cancel("merged")
                 self.restarts += 1
+                if merged.early is not None and merged.early.task.done():
+                    # it took the pause's words before they could go to the slot, and may
+                    # not have sent them itself: a prefill does (finding them cached if so)
+                    self._prefill(merged.early)
             self.send(self.wire.speech_started(event.audio_ms, self.speech_item, True))
         elif event.kind == "speech_stopped":
             self.send(self.wire.speech_stopped(event.audio_ms, self.speech_item))
