@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
@@ -15,6 +16,8 @@ from app.bench.followup import PASSAGE
 from app.bench.rt_client import PCM, RealtimeClient, silence, trim_silence, wav_pcm
 from app.engines.base import ChatMessage, ChatParams
 from app.engines.llm_server import LlamaServerLLM
+from app.realtime.prefill import Prefill
+from app.state import Engines, ServiceState
 from tests.app.conftest import API_KEY, Service, make_settings, run_service, server_engines
 from tests.conftest import LLAMA_API_KEY, LlamaServer, ModelPaths
 
@@ -122,6 +125,46 @@ async def test_engine_prefill_fills_the_slot_and_the_request_reuses_it(
     # only the last words (and the assistant header) were evaluated at the end
     assert last.cached_tokens >= first.prompt_tokens - 10
     assert last.prompt_tokens - last.cached_tokens < 20
+
+
+async def test_a_reply_waits_for_the_prefill_and_words_offered_meanwhile_go_after_it(
+    model_paths: ModelPaths, llama_server: LlamaServer
+) -> None:
+    """Prefill (the session's): an offer while one runs is sent after it (the newest only);
+    settle() lets the one in flight end and hands over the counts; after close() nothing
+    more is sent; a full LLM gate skips the prefill instead of queueing."""
+    settings = make_settings(model_paths, "server", llama_server)
+    state = ServiceState(settings=settings, engines=Engines(llm=LlamaServerLLM(settings.llm)))
+    params = ChatParams(max_tokens=16, temperature=0.0, slot=6)
+    system: ChatMessage = {"role": "system", "content": f"Prefill test. {PASSAGE}"}
+    said = ["Please turn on", "Please turn on the kitchen", "Please turn on the kitchen lights"]
+    prefill = Prefill(state)
+    try:
+        for words in said:  # the first runs; the second is replaced by the third
+            prefill.offer([system, {"role": "user", "content": words}], params)
+        assert prefill.running and prefill.task is not None
+        await asyncio.wait({prefill.task})  # ends once the third is in too
+        settled = await prefill.settle()
+        assert settled.prefills == 2
+        assert settled.tokens > 300  # the long system prompt, new to slot 6, then a few words
+        assert (await prefill.settle()).prefills == 0  # counts are handed over once
+        # a reply settling while one runs waits for it, and what was not sent yet is dropped
+        prefill.offer([system, {"role": "user", "content": "Please turn off"}], params)
+        prefill.offer([system, {"role": "user", "content": "Please turn off the oven"}], params)
+        settled = await prefill.settle()
+        assert not prefill.running and settled.prefills == 1
+        async with AsyncExitStack() as replies:  # the gate is full: skipped, nothing queued
+            for _ in range(settings.llm.parallel):
+                await replies.enter_async_context(state.llm_gate.slot())
+            prefill.offer([system, {"role": "user", "content": "Hello"}], params)
+            assert (await prefill.settle()).prefills == 0
+            assert state.llm_gate.waiting == 0
+        prefill.close()
+        prefill.offer([system, {"role": "user", "content": "Hello there"}], params)
+        assert prefill.task is not None and not prefill.running
+        assert (await prefill.settle()).prefills == 0
+    finally:
+        await state.require_engines().llm.aclose()
 
 
 async def test_prefill_evaluates_the_words_while_the_user_speaks(
