@@ -24,8 +24,8 @@ class Metrics:
         )
         self.stage_seconds = Histogram(
             "voicefleet_stage_seconds",
-            "Latency per pipeline stage (stt, llm_ttft, llm_total, tts, tts_first_audio, "
-            "voice_total)",
+            "Latency per pipeline stage (stt, llm_ttft, llm_total, llm_prefill, tts, "
+            "tts_first_audio, voice_total)",
             ["stage"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,

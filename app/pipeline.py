@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -15,12 +15,14 @@ from fastapi import UploadFile
 from app.audio import AudioLimits, decode_upload
 from app.engines.base import (
     PCM16,
+    STT_SAMPLE_RATE,
     BackendUnavailableError,
     ChatMessage,
     ChatParams,
     ContextOverflowError,
     FloatAudio,
     LLMChunk,
+    Prefilled,
     RequestRejectedError,
     Segment,
     STTTask,
@@ -99,12 +101,11 @@ async def transcribe(
     prompt: str | None = None,
     temperature: float = 0.0,
     names: Sequence[str] = (),
-    on_segment: Callable[[Segment], None] | None = None,
     word_timestamps: bool = False,
     task: STTTask = "transcribe",
 ) -> tuple[Transcript, float]:
     """Transcribe, biased towards stt.bias_names and `names`; returns the transcript and the
-    seconds spent (queueing excluded). `on_segment` runs in the worker thread."""
+    seconds spent (queueing excluded)."""
     stt = state.require_stt()
     biased = bias_names(state, names)
     async with state.stt_gate.slot() as slot:
@@ -118,7 +119,6 @@ async def transcribe(
             word_timestamps=word_timestamps,
             task=task,
             bias_names=biased,
-            on_segment=on_segment,
         )
         elapsed = time.perf_counter() - start
     state.metrics.stage_seconds.labels("stt").observe(elapsed)
@@ -132,18 +132,31 @@ async def transcribe_stream(
     language: str | None = None,
     prompt: str | None = None,
     temperature: float = 0.0,
+    names: Sequence[str] = (),
     task: STTTask = "transcribe",
+    into: Transcript | None = None,
 ) -> AsyncGenerator[Segment, None]:
-    """The segments one by one as whisper decodes them, inside the STT gate."""
+    """The segments one by one as whisper decodes them, inside the STT gate, biased like
+    `transcribe`: the one streaming path (HTTP's stream=true, Wyoming's transcript-chunk).
+    `into`, when given, is filled as it goes: the language at once, every segment, and the
+    whole text and the duration once the last segment is out."""
     stt = state.require_stt()
+    biased = bias_names(state, names)
     async with state.stt_gate.slot() as slot:
         start = time.perf_counter()
-        segments, _ = await slot.run(
+        segments, detected = await slot.run(
             stt.segments, audio, language=language, prompt=prompt, temperature=temperature,
-            task=task, bias_names=bias_names(state, ()),
+            task=task, bias_names=biased,
         )  # fmt: skip
+        if into is not None:
+            into.language = detected
         while (segment := await slot.run(next, segments, None)) is not None:
+            if into is not None:
+                into.segments.append(segment)
             yield segment
+    if into is not None:
+        into.text = "".join(s.text for s in into.segments).strip()
+        into.duration_s = len(audio) / STT_SAMPLE_RATE
     state.metrics.stage_seconds.labels("stt").observe(time.perf_counter() - start)
 
 
@@ -153,6 +166,7 @@ class LLMTimings:
     total_s: float = 0.0
     completion_tokens: int = 0
     prompt_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, found in the slot's cache (not evaluated)
     finish_reason: str = "stop"
 
 
@@ -200,6 +214,7 @@ async def llm_stream(
                         timings.finish_reason = chunk.finish_reason
                         timings.completion_tokens = chunk.completion_tokens
                         timings.prompt_tokens = chunk.prompt_tokens
+                        timings.cached_tokens = chunk.cached_tokens
                     yield chunk
         except ContextOverflowError as exc:
             raise context_error(exc, llm.ctx_per_slot) from exc
@@ -215,6 +230,25 @@ async def llm_stream(
     decode_s = timings.total_s - timings.ttft_s
     if timings.completion_tokens > 1 and decode_s > 0:
         metrics.llm_tokens_per_second.observe((timings.completion_tokens - 1) / decode_s)
+
+
+async def llm_prefill(
+    state: ServiceState, messages: list[ChatMessage], params: ChatParams
+) -> Prefilled | None:
+    """Evaluate a prompt into its slot's cache, generating nothing (LLMEngine.prefill), if
+    the LLM gate has a place free now: a prefill is a head start, never a reason to queue.
+    It holds the place while it runs. None: skipped, or the backend has nothing to fill;
+    errors are the caller's to ignore or word."""
+    gate = state.llm_gate
+    if gate.active >= gate.concurrency or gate.waiting:
+        return None
+    llm = state.require_engines().llm
+    async with gate.slot():
+        start = time.perf_counter()
+        done = await llm.prefill(messages, params)
+    if done is not None:
+        state.metrics.stage_seconds.labels("llm_prefill").observe(time.perf_counter() - start)
+    return done
 
 
 async def whole_reply(chunks: AsyncGenerator[LLMChunk, None]) -> tuple[str, list[ToolCall]]:

@@ -189,6 +189,8 @@ def create_app(settings: Settings | None = None, engines: Engines | None = None)
                 state.wyoming = None
             if owned and state.engines is not None:
                 await state.engines.llm.aclose()
+            elif state.engines is not None:  # lent: the lender goes on using them
+                await state.engines.llm.close_connections()
 
     app = FastAPI(title="voicefleet", version=__version__, lifespan=lifespan)
     app.state.vf = state

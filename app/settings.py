@@ -155,6 +155,11 @@ class RealtimeSettings(_Section):
     # when no voice came in between, the reply starts from that transcript instead of a new
     # STT pass (one such pass in flight per session). 0: STT starts at speech_stopped.
     early_stt_silence_ms: int = Field(64, ge=0)
+    # once such a pass has the words so far and no reply of the session is using the LLM,
+    # evaluate the conversation with them into the session's llama-server slot (a prefill,
+    # nothing generated): at end of speech only the last words are new to it. Needs
+    # early_stt_silence_ms > 0, llm.backend server and llm.cache_prompt. false: no prefill.
+    prefill_llm: bool = True
     # silence before the turn is committed and its reply may be heard; speech resuming
     # earlier cancels the speculative reply and merges the two parts into one request
     commit_silence_ms: int = Field(544, ge=64)

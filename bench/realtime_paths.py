@@ -4,7 +4,9 @@ early-STT / short-first-piece change, in one run on this machine.
 Starts one llama-server (the tests' CPU build and models, `-np 8`) and two `voicefleet serve`
 processes on it, identical but for the turn path: "before" runs with
 `realtime.early_stt_silence_ms: 0` and `realtime.first_chunk_min_chars: 24` (the path as it
-was), "now" with the defaults. Rounds alternate between them, so both see the same load.
+was; with no early pass there is no prefill either), "now" with the defaults (early STT,
+prefill while the user speaks, short first piece; bench/realtime_prefill.py compares
+prefill off and on alone). Rounds alternate between them, so both see the same load.
 Figures (client-side, from the last voiced frame sent, audio at real-time pace):
 - the one-sentence question: first-audio p50/p95 and the server's stage breakdown;
 - two sentences with a 340 ms pause: answered once (one transcript with both, one answer,

@@ -6,7 +6,7 @@ a worker thread, never on the event loop. LLM engines are async streams.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -61,11 +61,9 @@ class STTEngine(Protocol):
         word_timestamps: bool = False,
         task: STTTask = "transcribe",
         bias_names: Sequence[str] = (),
-        on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio. `bias_names` (device and area names) make
-        the decoder likelier to write those names; `on_segment` is called (in the calling
-        thread) with each segment as soon as it is decoded, before the whole is done."""
+        the decoder likelier to write those names. Streamed: `segments`."""
         ...
 
     def segments(
@@ -214,6 +212,19 @@ class LLMChunk:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # of prompt_tokens, those found in the slot's KV cache (llama-server's cache_n); the
+    # rest were evaluated for this request
+    cached_tokens: int = 0
+
+
+@dataclass
+class Prefilled:
+    """A prompt evaluated into a slot's KV cache without generating (LLMEngine.prefill):
+    `evaluated` of its `prompt_tokens` were computed, the rest were cached already."""
+
+    prompt_tokens: int
+    evaluated: int
+    ms: float
 
 
 class UnsupportedRequestError(Exception):
@@ -250,6 +261,11 @@ class LLMEngine(Protocol):
 
     async def aclose(self) -> None: ...
 
+    async def close_connections(self) -> None:
+        """Close the connections to the backend opened on this event loop; the engine stays
+        usable (a service that was lent the engine calls this when its loop ends)."""
+        ...
+
     async def ready(self) -> bool:
         """True when the backend can answer a request now."""
         ...
@@ -260,6 +276,12 @@ class LLMEngine(Protocol):
         """Stream the reply (text and tool-call deltas); closing the iterator early stops
         generation. Raises UnsupportedRequestError before generating when `params` asks for
         what the backend cannot do."""
+        ...
+
+    async def prefill(self, messages: list[ChatMessage], params: ChatParams) -> Prefilled | None:
+        """Evaluate the prompt `stream(messages, params)` would send into `params.slot`'s
+        cache, generating nothing, so that a later request sharing its prefix evaluates only
+        the rest. None: the backend keeps no per-slot cache to fill (the embedded one)."""
         ...
 
 

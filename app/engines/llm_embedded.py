@@ -18,6 +18,7 @@ from app.engines.base import (
     ChatParams,
     ContextOverflowError,
     LLMChunk,
+    Prefilled,
     ToolCallDelta,
     UnsupportedRequestError,
 )
@@ -121,6 +122,9 @@ class EmbeddedLLM:
     async def aclose(self) -> None:
         self._llama = None
 
+    async def close_connections(self) -> None:
+        """In process: no connections."""
+
     async def ready(self) -> bool:
         return self._llama is not None
 
@@ -196,3 +200,7 @@ class EmbeddedLLM:
         finally:
             stop_flag.set()
             await asyncio.to_thread(gen.close)
+
+    async def prefill(self, messages: list[ChatMessage], params: ChatParams) -> Prefilled | None:
+        """One context shared by every conversation: there is no slot of one to fill."""
+        return None

@@ -12,6 +12,7 @@ from app.engines.base import (
     ChatParams,
     ContextOverflowError,
     LLMChunk,
+    Prefilled,
     RequestRejectedError,
     ToolCallDelta,
 )
@@ -93,6 +94,11 @@ class LlamaServerLLM:
         """Close the pooled connections to llama-server."""
         await self._http.aclose()
 
+    async def close_connections(self) -> None:
+        """The pool of this event loop (LlamaHTTP keeps one per loop); the next request on
+        another loop opens a new one."""
+        await self._http.aclose()
+
     async def ready(self) -> bool:
         try:
             async with self._http.request(
@@ -103,14 +109,11 @@ class LlamaServerLLM:
         except (UpstreamError, TimeoutError):
             return False
 
-    async def stream(
-        self, messages: list[ChatMessage], params: ChatParams
-    ) -> AsyncGenerator[LLMChunk, None]:
-        forced = ForcedCall(params) if ForcedCall.wanted(params) else None
+    def _payload(
+        self, messages: list[ChatMessage], params: ChatParams, forced: ForcedCall | None
+    ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "messages": messages,
-            "stream": True,
-            "stream_options": {"include_usage": True},
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -125,9 +128,53 @@ class LlamaServerLLM:
             payload["seed"] = params.seed
         if params.slot is not None:
             payload["id_slot"] = params.slot
+        return payload
+
+    async def prefill(self, messages: list[ChatMessage], params: ChatParams) -> Prefilled | None:
+        """The prompt `stream` would send, with `n_predict: 0`: llama-server evaluates it into
+        the slot's cache and stops after sampling one token (server-schema.cpp: "When 0, no
+        tokens will be generated but the prompt is evaluated into the cache";
+        process_token() stops at the first token when no budget is left). Its reply's
+        `timings` say how many prompt tokens it evaluated (prompt_n) beside the cached
+        ones (cache_n)."""
+        forced = ForcedCall(params) if ForcedCall.wanted(params) else None
+        payload = self._payload(messages, params, forced)
+        payload |= {"stream": False, "n_predict": 0}
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        try:
+            async with self._http.request(
+                "POST", "/v1/chat/completions", body,
+                connect_timeout=5.0, read_timeout=self._timeout,
+            ) as resp:  # fmt: skip
+                raw = await resp.body(limit=_ERROR_BODY_LIMIT)
+                try:
+                    parsed = json.loads(raw)
+                except ValueError as exc:
+                    raise BackendUnavailableError(
+                        f"llama-server sent an unreadable answer: {raw[:120]!r}"
+                    ) from exc
+                if resp.status != 200:
+                    raise _error_from_body(parsed, resp.status)
+        except TimeoutError as exc:
+            raise BackendUnavailableError(
+                f"llama-server timed out (no data for {self._timeout:g} s)"
+            ) from exc
+        except UpstreamError as exc:
+            raise BackendUnavailableError(f"llama-server unreachable: {exc}") from exc
+        timings = parsed.get("timings") or {}
+        n = int(timings.get("prompt_n", 0))
+        return Prefilled(n + int(timings.get("cache_n", 0)), n, float(timings.get("prompt_ms", 0)))
+
+    async def stream(
+        self, messages: list[ChatMessage], params: ChatParams
+    ) -> AsyncGenerator[LLMChunk, None]:
+        forced = ForcedCall(params) if ForcedCall.wanted(params) else None
+        payload = self._payload(messages, params, forced)
+        payload |= {"stream": True, "stream_options": {"include_usage": True}}
         finish_reason: str | None = None
         completion_tokens = 0
         prompt_tokens = 0
+        cached_tokens = 0
         body = json.dumps(payload, separators=(",", ":")).encode()
         try:
             async with self._http.request(
@@ -160,6 +207,8 @@ class LlamaServerLLM:
                     if usage:
                         prompt_tokens = int(usage.get("prompt_tokens", 0))
                         completion_tokens = int(usage.get("completion_tokens", 0))
+                        details = usage.get("prompt_tokens_details") or {}
+                        cached_tokens = int(details.get("cached_tokens", 0))
                     for choice in event.get("choices", []):
                         delta = choice.get("delta") or {}
                         text = delta.get("content") or ""
@@ -185,4 +234,5 @@ class LlamaServerLLM:
             finish_reason=finish_reason or "stop",
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            cached_tokens=cached_tokens,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from faster_whisper import WhisperModel
 
@@ -86,17 +86,12 @@ class WhisperSTT:
         word_timestamps: bool = False,
         task: STTTask = "transcribe",
         bias_names: Sequence[str] = (),
-        on_segment: Callable[[Segment], None] | None = None,
     ) -> Transcript:
         segments, detected = self.segments(
             audio, language=language, prompt=prompt, temperature=temperature,
             word_timestamps=word_timestamps, task=task, bias_names=bias_names,
         )  # fmt: skip
-        parts: list[Segment] = []
-        for part in segments:
-            parts.append(part)
-            if on_segment is not None:
-                on_segment(part)
+        parts = list(segments)
         return Transcript(
             text="".join(p.text for p in parts).strip(),
             language=detected,

@@ -117,6 +117,15 @@ class TurnTimings:
     speculative_restarts: int = 0
     # the transcript came from the pass started at a pause (realtime.early_stt_silence_ms)
     early_transcript: bool = False
+    # of prompt_tokens, those llama-server found in the slot's cache: it evaluated only
+    # prompt_tokens - prompt_cached_tokens at the end of speech
+    prompt_cached_tokens: int = 0
+    # prefills of the slot while the user spoke (realtime.prefill_llm) since the session's
+    # previous reply, the prompt tokens they evaluated, and how long this reply's request
+    # waited for one still running
+    prefills: int = 0
+    prefill_tokens: int = 0
+    prefill_wait_ms: float = 0.0
 
     def fields(self) -> dict[str, Any]:
         return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}

@@ -28,6 +28,7 @@ from app.pipeline import LLMTimings, llm_stream, synthesize, transcribe
 from app.realtime.heard import Spoken
 from app.realtime.history import History, Item, new_item_id
 from app.realtime.outbox import Outbox, Outgoing, Overflow
+from app.realtime.prefill import Prefill
 from app.realtime.protocol import TurnTimings
 from app.realtime.sentences import SentenceChunker
 from app.realtime.wire import Status, Wire, WireError
@@ -51,6 +52,15 @@ class ReplyContext:
     on_overflow: Callable[[Overflow], None]
     tools: list[Tool] = field(default_factory=list)
     tool_choice: ToolChoice = "auto"
+    prefill: Prefill | None = None  # the session's (realtime.prefill_llm)
+
+    def chat_params(self) -> ChatParams:
+        """What a reply asks of the LLM (a prefill asks the same, so its prompt is the
+        reply's prefix)."""
+        return ChatParams(
+            max_tokens=self.max_tokens, temperature=self.temperature, slot=self.slot,
+            tools=self.tools, tool_choice=self.tool_choice if self.tools else "auto",
+        )  # fmt: skip
 
 
 @dataclass
@@ -253,7 +263,9 @@ class Reply:
             self.timings.stt_ms = _ms(stt_s)
             self.timings.vad_end_to_transcript_ms = _ms(time.perf_counter() - self.t_vad_end)
             self._transcribed = True
-            self._add_user()
+        # a committed request joins the history now; a typed one (input_text) too, which
+        # was only ever in its own prompt and missing from the next turn's
+        self._add_user()
         if self.has_input:
             self._emit(wire.transcript(self))
             if not self.user_text:
@@ -262,6 +274,11 @@ class Reply:
             return
         if self._after:  # transcriptions of committed input still running
             await asyncio.wait(self._after)
+        if self.ctx.prefill is not None:  # the prefill in flight goes first (prefill.py)
+            settled = await self.ctx.prefill.settle()
+            self.timings.prefills = settled.prefills
+            self.timings.prefill_tokens = settled.tokens
+            self.timings.prefill_wait_ms = settled.wait_ms
         history = self.ctx.history
         pending = self.user_text if self.user_item is None and self.has_input else None
         self._messages = history.messages(pending, self.ctx.max_tokens)
@@ -284,13 +301,8 @@ class Reply:
     async def _generate(self, pieces: asyncio.Queue[str | None]) -> None:
         rt = self.ctx.state.settings.realtime
         chunker = SentenceChunker(rt.chunk_max_chars, rt.first_chunk_min_chars)
-        ctx = self.ctx
-        params = ChatParams(
-            max_tokens=ctx.max_tokens, temperature=ctx.temperature, slot=ctx.slot,
-            tools=ctx.tools, tool_choice=ctx.tool_choice if ctx.tools else "auto",
-        )  # fmt: skip
         try:
-            stream = llm_stream(self.ctx.state, self._messages, params, self.llm)
+            stream = llm_stream(self.ctx.state, self._messages, self.ctx.chat_params(), self.llm)
             async with aclosing(stream) as chunks:
                 async for chunk in chunks:
                     for delta in chunk.tool_calls:
@@ -333,6 +345,7 @@ class Reply:
             t.last_voiced_to_first_audio_ms = _ms(self.t_first_audio - self.t_last_voiced)
         t.llm_ttft_ms = _ms(self.llm.ttft_s)
         t.prompt_tokens = self.llm.prompt_tokens
+        t.prompt_cached_tokens = self.llm.cached_tokens
         t.completion_tokens = self.llm.completion_tokens
         if self._messages and t.prompt_tokens:
             self.ctx.history.calibrate(self._messages, t.prompt_tokens)

@@ -26,6 +26,7 @@ from app.pipeline import transcribe
 from app.realtime.audio_in import FrameDecoder
 from app.realtime.history import History, Item, Role, new_item_id
 from app.realtime.outbox import Outbox, Outgoing, Overflow
+from app.realtime.prefill import Prefill
 from app.realtime.protocol import (
     CLOSE_IDLE,
     CLOSE_INTERNAL,
@@ -86,6 +87,11 @@ class Session:
         self.speech_item = new_item_id()  # the user item the current speech will become
         # the utterance so far, transcribed at a pause (realtime.early_stt_silence_ms)
         self.early: EarlyTranscript | None = None
+        # ... and evaluated into the slot while the user goes on (realtime.prefill_llm)
+        prefill = self.cfg.prefill_llm and self.cfg.early_stt_silence_ms > 0
+        prefill = prefill and llm.backend == "server" and llm.cache_prompt and slot is not None
+        self.prefill = Prefill(state) if prefill else None
+        self._prefilled_ms = -1  # the end of the words last offered to it
         self.turn = 0
         self.restarts = 0
         self.protocol_errors = 0
@@ -126,6 +132,8 @@ class Session:
                 reply.cancel("disconnected")
             if self.early is not None:
                 self.early.task.cancel()
+            if self.prefill is not None:
+                self.prefill.close()
             if self._failure is not None and self._failure.code != CLOSE_SLOW_READER:
                 # let the error event out before the close frame
                 with contextlib.suppress(TimeoutError):
@@ -278,15 +286,20 @@ class Session:
         return self.reply is not None and self.reply.cancel(reason)
 
     # --- turns --------------------------------------------------------------------------
-    def _start(
-        self, *, max_tokens: int | None = None, audio_out: bool | None = None, **kw: Any
-    ) -> Reply:
-        ctx = ReplyContext(
+    def _context(
+        self, max_tokens: int | None = None, audio_out: bool | None = None
+    ) -> ReplyContext:
+        return ReplyContext(
             self.state, self.wire, self.outbox, self.history, self.slot,
             max_tokens or self.max_tokens, self.temperature,
             self.audio_out if audio_out is None else audio_out, self._overflow,
-            self.tools, self.tool_choice,
+            self.tools, self.tool_choice, self.prefill,
         )  # fmt: skip
+
+    def _start(
+        self, *, max_tokens: int | None = None, audio_out: bool | None = None, **kw: Any
+    ) -> Reply:
+        ctx = self._context(max_tokens, audio_out)
         # a reply to the conversation waits for transcriptions still running
         waits = [r.task for r in self._replies if not r.respond and not r.task.done()]
         self._replies = [r for r in self._replies if not r.task.done()]
@@ -299,9 +312,33 @@ class Session:
         go on even if cancelled): one early pass per session at a time bounds the extra CPU."""
         if event.audio is None or (self.early is not None and not self.early.task.done()):
             return
-        self.early = EarlyTranscript(
+        early = EarlyTranscript(
             asyncio.create_task(transcribe(self.state, event.audio)), event.last_voiced_ms
         )
+        self.early = early
+        if self.prefill is not None:
+            early.task.add_done_callback(lambda _: self._prefill(early))
+
+    def _prefill(self, early: EarlyTranscript) -> None:
+        """An early pass has the words so far: offer them to the slot (prefill.py) while the
+        user speaks on. Not while a reply of this session is using the LLM or about to (it
+        took this transcript and sends its own request; or the prefill would queue behind
+        it on the slot, then overwrite its cache with an older prompt), nor words older
+        than some already offered (an earlier pass ending late)."""
+        task = early.task
+        if self.prefill is None or task.cancelled() or task.exception() is not None:
+            return
+        if early.last_voiced_ms <= self._prefilled_ms or any(
+            r.respond and not r.cancelled and not r.task.done() for r in self._replies
+        ):
+            return
+        transcript, _ = task.result()
+        if not transcript.text:
+            return
+        self._prefilled_ms = early.last_voiced_ms
+        ctx = self._context()
+        self.prefill.offer(self.history.messages(transcript.text, ctx.max_tokens),
+                           ctx.chat_params())  # fmt: skip
 
     def _early_for(self, event: TurnEvent) -> EarlyTranscript | None:
         """The early transcript when it covers all the speech up to this stop."""
@@ -326,9 +363,14 @@ class Session:
             self.send(self.wire.speech_started(event.audio_ms, self.speech_item, False))
         elif event.kind == "speech_resumed":
             # a pause inside one request: drop the speculative reply, keep listening
-            if self.reply is not None and not self.reply.committed:
-                self.reply.cancel("merged")
+            merged = self.reply
+            if merged is not None and not merged.committed:
+                merged.cancel("merged")
                 self.restarts += 1
+                if merged.early is not None and merged.early.task.done():
+                    # it took the pause's words before they could go to the slot, and may
+                    # not have sent them itself: a prefill does (finding them cached if so)
+                    self._prefill(merged.early)
             self.send(self.wire.speech_started(event.audio_ms, self.speech_item, True))
         elif event.kind == "speech_stopped":
             self.send(self.wire.speech_stopped(event.audio_ms, self.speech_item))

@@ -10,6 +10,7 @@ it is decoded, `transcript` (the whole text, for clients that know only that), `
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +19,9 @@ from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart
 from wyoming.audio import AudioChunk
 
 from app.audio import AudioLimits, decode_upload, wav_bytes
-from app.engines.base import Segment
+from app.engines.base import Transcript as TranscriptResult
 from app.errors import APIError
-from app.pipeline import transcribe
+from app.pipeline import transcribe, transcribe_stream
 from app.state import ServiceState
 from app.wyoming.events import Sender, bad_event, wants_streaming
 
@@ -156,30 +157,20 @@ class SpeechIn:
         await self._stream(samples, language, names)
 
     async def _stream(self, samples: Any, language: str | None, names: list[str]) -> None:
-        loop = asyncio.get_running_loop()
-        segments: asyncio.Queue[Segment | None] = asyncio.Queue()
-
-        def decoded(segment: Segment) -> None:  # in the STT worker thread
-            loop.call_soon_threadsafe(segments.put_nowait, segment)
-
-        # the worker's segment puts are queued on the loop before its result, so the end
-        # marker (put when the task is done) comes after the last segment
-        task = asyncio.ensure_future(
-            transcribe(self.state, samples, language=language, names=names, on_segment=decoded)
-        )
-        task.add_done_callback(lambda _: segments.put_nowait(None))
-        try:
-            start_language = language or self.state.settings.stt.language
-            await self.link.send(TranscriptStart(language=start_language).event())
-            first = True
-            while (segment := await segments.get()) is not None:
+        """transcript-chunk per segment as whisper decodes it (pipeline.transcribe_stream, the
+        HTTP API's streaming path too); closing it early (a client gone) frees the gate's
+        place when the worker thread ends."""
+        start_language = language or self.state.settings.stt.language
+        await self.link.send(TranscriptStart(language=start_language).event())
+        result = TranscriptResult(text="", language=start_language or "", duration_s=0.0)
+        first = True
+        stream = transcribe_stream(self.state, samples, language=language, names=names,
+                                   into=result)  # fmt: skip
+        async with aclosing(stream) as segments:
+            async for segment in segments:
                 text = segment.text.lstrip() if first else segment.text
                 if text:
                     first = False
                     await self.link.send(TranscriptChunk(text=text).event())
-            result, _ = await task
-        finally:
-            # a client gone mid-stream: the gate's place is freed when the worker thread ends
-            task.cancel()
         await self.link.send(Transcript(text=result.text, language=result.language).event())
         await self.link.send(TranscriptStop().event())

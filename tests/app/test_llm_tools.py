@@ -69,8 +69,11 @@ def llm(request: pytest.FixtureRequest, server_llm: LlamaServerLLM) -> LLMEngine
 async def _run(
     llm: LLMEngine, messages: list[ChatMessage], params: ChatParams
 ) -> tuple[list[LLMChunk], str]:
-    async with aclosing(llm.stream(messages, params)) as stream:
-        chunks = [c async for c in stream]
+    try:
+        async with aclosing(llm.stream(messages, params)) as stream:
+            chunks = [c async for c in stream]
+    finally:  # each test has its own event loop, and the client's connections belong to it
+        await llm.close_connections()
     return chunks, "".join(c.text for c in chunks)
 
 
