@@ -77,8 +77,10 @@ def test_roles_and_playbooks_are_addressed_by_fqcn() -> None:
             if m and not sibling and not m.group(1).startswith(("voicefleet.fleet.", "{{")):
                 plain.append(f"{p.relative_to(ROOT)}:{n}: {line.strip()}")
             m = re.match(r"\s*name:\s*(\S+)\s*$", line)
-            if m and m.group(1) in ROLES and "include_role" in "".join(
-                p.read_text().splitlines()[max(0, n - 3) : n]
+            if (
+                m
+                and m.group(1) in ROLES
+                and "include_role" in "".join(p.read_text().splitlines()[max(0, n - 3) : n])
             ):
                 plain.append(f"{p.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not plain, plain
