@@ -22,7 +22,7 @@ options:
     required: true
     type: list
     elements: str
-author: voicefleet
+author: voicefleet (@voicefleet)
 """
 
 EXAMPLES = r"""

@@ -82,7 +82,7 @@ def plan(store: Any, entries: list[Any], activate: bool) -> dict[str, Any]:
     for e in entries:
         bundle = e.bundle_id
         if store.bundle_dir(bundle).exists():
-            ok, _, why = store.bundle_ok(e)
+            ok, _hashed, why = store.bundle_ok(e)
             action = "present" if ok else "replace"
         else:
             action, why = "install", ""

@@ -39,7 +39,7 @@ options:
     description: meminfo file (MemAvailable cannot be limited per test host, so tests fake it).
     type: path
     default: /proc/meminfo
-author: voicefleet
+author: voicefleet (@voicefleet)
 """
 
 EXAMPLES = r"""

@@ -33,7 +33,7 @@ options:
     description: nvpmodel executable (name or path).
     type: str
     default: nvpmodel
-author: voicefleet
+author: voicefleet (@voicefleet)
 """
 
 EXAMPLES = r"""

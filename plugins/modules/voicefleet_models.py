@@ -84,7 +84,7 @@ options:
   hf_endpoint:
     description: Hub endpoint or mirror (default HF_ENDPOINT, else the hub).
     type: str
-author: voicefleet
+author: voicefleet (@voicefleet)
 """
 
 EXAMPLES = r"""
@@ -165,9 +165,12 @@ def main() -> None:
         code = load_store(tool)
     except (OSError, ImportError) as exc:
         module.fail_json(msg=f"voicefleet_models: cannot load the store code: {exc}")
+    failures = code.failures  # the store's own errors (a tuple of exception classes) and OSError
     try:
         result = run(module.params, module.check_mode, code)
-    except code.failures as exc:
+    except Exception as exc:  # pylint: disable=broad-exception-caught  (re-raised unless ours)
+        if not isinstance(exc, failures):
+            raise
         module.fail_json(msg=f"voicefleet_models {module.params['action']}: {exc}")
     if result.get("failed_models"):
         module.fail_json(**result)

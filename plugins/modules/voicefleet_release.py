@@ -76,7 +76,7 @@ options:
     description: For restore, also point the app at the release's venv.
     type: bool
     default: true
-author: voicefleet
+author: voicefleet (@voicefleet)
 """
 
 EXAMPLES = r"""
