@@ -5,7 +5,7 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export VOICEFLEET_HOME ?= $(HOME)/.cache/voicefleet
 
-.PHONY: setup demo test lint lock pytest collection molecule molecule-fleet sim-down bench clean
+.PHONY: setup demo test lint lock sanity pytest collection molecule molecule-fleet sim-down bench clean
 
 setup:
 	scripts/setup.sh
@@ -13,7 +13,7 @@ setup:
 demo: setup
 	scripts/demo.sh
 
-test: setup lint pytest molecule
+test: setup lint sanity pytest molecule
 
 # Code that runs with a unit's own python3, not the service's venv: the models tool (a zipapp
 # of app/modelstore + app/gguf.py), the telemetry exporter and the collection's Ansible modules
@@ -34,6 +34,11 @@ lint:
 	vermin -q --no-tips --eval-annotations --target=3.10- --violations $(UNIT_PY310)
 	yamllint -s .
 	ansible-lint --offline
+
+# ansible-test sanity on the collection's Ansible content (plugins, roles, playbooks, meta), on
+# this machine's Python, offline once its venvs are cached (scripts/sanity.sh; --all: every file).
+sanity:
+	scripts/sanity.sh
 
 pytest:
 	pytest -p no:cacheprovider -ra tests
