@@ -35,6 +35,7 @@ trap 'rm -rf "$work"' EXIT
 tree=$work/ansible_collections/voicefleet/fleet
 mkdir -p "$tree"
 git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do
+  [[ $f == .venv ]] && continue  # a worktree's link to a shared venv
   [[ -e $f || -L $f ]] && printf '%s\0' "$f"
 done | tar -c --null -T - | tar -x -C "$tree"
 cd "$tree"
