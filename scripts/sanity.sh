@@ -14,7 +14,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export PATH="$root/.venv/bin:$PATH"
-targets=(plugins roles playbooks meta)
+targets=(plugins/ roles/ playbooks/ meta/)
 if [[ ${1:-} == --all ]]; then targets=(); shift; fi
 
 pip_version=$(python - <<'PY'

@@ -168,7 +168,8 @@ def main() -> None:
     failures = code.failures  # the store's own errors (a tuple of exception classes) and OSError
     try:
         result = run(module.params, module.check_mode, code)
-    except Exception as exc:  # pylint: disable=broad-exception-caught  (re-raised unless ours)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # re-raised unless it is one of the store's failures
         if not isinstance(exc, failures):
             raise
         module.fail_json(msg=f"voicefleet_models {module.params['action']}: {exc}")
