@@ -17,7 +17,7 @@ COMMAND_MODULES = [
     "app.bench.wyoming",  # bench-wyoming
     "app.bench.wyoming_stream",  # bench-wyoming-stream
     "app.bench.stt_bias",  # bench-bias
-    "app.fit",  # fit
+    "app.fit_cli",  # fit
     "app.modelstore.cli",  # models verify|pin|fetch|install|rollback
     "app.report",  # report
 ]

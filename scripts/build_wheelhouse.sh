@@ -39,8 +39,16 @@ lock=$("$python" scripts/lock.py select "${unit[@]}") || exit 2
 version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 deps_key=$( { cat "$lock"; printf '%s\n' "${download_args[@]}" locked-wheelhouse-v1; } \
   | sha256sum | cut -c1-16)
-# The package as pip builds it: pyproject + every file under app/ that git tracks or would.
-src_key=$( { cat pyproject.toml; git ls-files -co --exclude-standard app \
+# The package as pip builds it: pyproject + every file under app/ that git tracks or would;
+# an installed collection (no checkout of its own): every file under app/ but bytecode.
+app_files() {
+  if [[ $(git rev-parse --show-toplevel 2>/dev/null) == "$root" ]]; then
+    git ls-files -co --exclude-standard app
+  else
+    find app -type f ! -name '*.pyc' ! -path '*/__pycache__/*'
+  fi
+}
+src_key=$( { cat pyproject.toml; app_files \
   | LC_ALL=C sort | while read -r f; do [[ -f $f ]] && printf '%s\n' "$f" && cat "$f"; done; } \
   | sha256sum | cut -c1-16)
 key=$(printf '%s %s\n' "$deps_key" "$src_key" | sha256sum | cut -c1-16)

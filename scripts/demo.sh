@@ -16,10 +16,10 @@ scripts/sim_fleet.sh up >/dev/null
 
 mkdir -p "$root/out"
 run_id=$(date -u +%Y%m%dT%H%M%SZ)
-log "deploy: ansible-playbook -i inventory/sim/hosts.yml playbooks/site.yml (run $run_id)"
+log "deploy: ansible-playbook -i inventory/sim/hosts.yml voicefleet.fleet.site (run $run_id)"
 start=$(date +%s)
 rc=0
-ansible-playbook -i inventory/sim/hosts.yml playbooks/site.yml -e rollout_run_id="$run_id" \
+ansible-playbook -i inventory/sim/hosts.yml voicefleet.fleet.site -e rollout_run_id="$run_id" \
   >"$root/out/demo-$run_id.log" 2>&1 || rc=$?
 log "site.yml finished in $(($(date +%s) - start)) s (rc=$rc; log: out/demo-$run_id.log)"
 sed -n '/^PLAY RECAP/,$p' "$root/out/demo-$run_id.log"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run `molecule test` for every scenario under molecule/ (each directory with a molecule.yml),
-# one after the other, with the shared base config; print each scenario's wall time; fail if any
+# one after the other (each with the shared base, .config/molecule/config.yml, which molecule
+# finds by itself); print each scenario's wall time; fail if any
 # failed. Usage: scripts/molecule_all.sh [SCENARIO...]   (default: all, sorted by name)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +22,7 @@ failed=0
 for s in "${scenarios[@]}"; do
   echo "=== molecule test -s $s"
   start=$(date +%s)
-  if molecule -c molecule/config.yml test -s "$s"; then result[$s]=ok; else result[$s]=FAILED; failed=1; fi
+  if molecule test -s "$s"; then result[$s]=ok; else result[$s]=FAILED; failed=1; fi
   seconds[$s]=$(($(date +%s) - start))
   echo "=== $s: ${result[$s]} in ${seconds[$s]} s"
 done

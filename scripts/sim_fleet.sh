@@ -39,7 +39,7 @@ up() {
   trap 'log "up failed or interrupted: removing the fleet"; trap - INT TERM ERR; down; exit 1' INT TERM ERR
   # shellcheck disable=SC2086
   created=$("$nspawnctl" create $pairs --ssh-key "$key")
-  recap=$(ANSIBLE_ROLES_PATH="$root/roles:$root/molecule/resources/roles" ANSIBLE_NOCOLOR=1 \
+  recap=$(ANSIBLE_ROLES_PATH="$root/molecule/resources/roles" ANSIBLE_NOCOLOR=1 \
     ansible-playbook -i "$inventory" molecule/resources/prepare_fake_l4t.yml | tee /dev/stderr)
   trap - INT TERM ERR
   hosts_changed=$(python3 -c 'import json, sys; print(str(json.load(sys.stdin)["changed"]).lower())' <<<"$created")

@@ -1,10 +1,11 @@
 """The whole rollout on three nspawn units in two groups (molecule scenario `fleet`).
 
 In order, on the same fleet: a full site.yml where every unit passes the gate and the report
-has real figures; a re-run that changes nothing and is much faster; then the faults: a slowed
-unit fails the gate and is rolled back and still serves; an unreachable unit within
-max_fail_percentage does not stop the others, beyond it stops the rollout; a corrupt model on
-one unit's source fails that unit before anything is replaced.
+has real figures (conftest.py's `first`, shared with test_entry_points.py, which runs first);
+a re-run that changes nothing and is much faster; then the faults: a slowed unit fails the
+gate and is rolled back and still serves; an unreachable unit within max_fail_percentage does
+not stop the others, beyond it stops the rollout; a corrupt model on one unit's source fails
+that unit before anything is replaced.
 
 Run by `scripts/molecule_all.sh fleet` (its verifier), which creates the hosts; by hand:
 VOICEFLEET_FLEET_INVENTORY=<inventory with the three units> pytest tests/fleet.
@@ -14,7 +15,6 @@ Traffic goes only to the fleet's own addresses on the test bridge and to loopbac
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import struct
@@ -28,13 +28,25 @@ import pytest
 import yaml
 
 from app.gguf import read_header
-
-ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = os.environ.get("VOICEFLEET_FLEET_INVENTORY") or os.environ.get(
-    "MOLECULE_INVENTORY_FILE", ""
+from tests.fleet.runner import (
+    INVENTORY,
+    NANO,
+    NX1,
+    NX2,
+    REPORTS,
+    ROOT,
+    Run,
+    ansible_env,
+    host_vars,
+    hostvars,
+    on_unit,
+    release,
+    rollout_order,
+    serves,
+    site,
+    ssh_options,
 )
-REPORTS = ROOT / "out" / "fleet-reports"
-NX1, NX2, NANO = "fleet-nx16-1", "fleet-nx16-2", "fleet-nano8-1"
+
 SLOW_THREADS = 16  # llama-server threads on a 2-core unit: oversubscribed, ~10x slower decode
 
 pytestmark = [
@@ -44,148 +56,6 @@ pytestmark = [
         not INVENTORY, reason="needs the fleet's hosts: scripts/molecule_all.sh fleet creates them"
     ),
 ]
-
-
-def ansible_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}",
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_LIBRARY": str(ROOT / "library"),
-        "ANSIBLE_MODULE_UTILS": str(ROOT / "module_utils"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
-
-
-class Run:
-    def __init__(self, run_id: str, rc: int, out: str, seconds: float) -> None:
-        self.run_id, self.rc, self.out, self.seconds = run_id, rc, out, seconds
-        self.recap = {
-            m["host"]: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m["counts"])}
-            for m in re.finditer(r"^(?P<host>[\w.-]+)\s+: (?P<counts>ok=.*)$", out, re.M)
-        }
-
-    @property
-    def report(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((REPORTS / self.run_id / "fleet-report.json").read_text())
-        return data
-
-    def unit(self, host: str) -> dict[str, Any]:
-        return next(u for u in self.report["units"] if u["host"] == host)
-
-
-def site(run_id: str, *args: str, cut: tuple[str, str] | None = None) -> Run:
-    """ansible-playbook site.yml; with `cut=(host, address)`, the unit's traffic is dropped on
-    the controller as soon as the rollout play starts (after the preflight: mid-rollout)."""
-    cmd = ["ansible-playbook", "-i", INVENTORY, str(ROOT / "playbooks/site.yml"),
-           "-e", f"rollout_run_id={run_id}", *args]  # fmt: skip
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    lines: list[str] = []
-    rule: list[str] = []
-    assert proc.stdout is not None
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if cut and not rule and line.startswith("PLAY [Roll out in batches]"):
-                rule = ["OUTPUT", "-d", cut[1], "-p", "tcp", "-j", "REJECT",
-                        "--reject-with", "tcp-reset"]  # fmt: skip
-                subprocess.run(["iptables", "-w", "-I", *rule], check=True)
-        rc = proc.wait(timeout=1800)
-    finally:
-        if rule:
-            subprocess.run(["iptables", "-w", "-D", *rule], check=True)
-    out = "".join(lines)
-    seconds = time.monotonic() - start
-    (REPORTS / run_id).mkdir(parents=True, exist_ok=True)
-    (REPORTS / run_id / "ansible.log").write_text(out)
-    return Run(run_id, rc, out, seconds)
-
-
-def hostvars() -> dict[str, Any]:
-    out = subprocess.run(["ansible-inventory", "-i", INVENTORY, "--list"], env=ansible_env(),
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
-    data: dict[str, Any] = json.loads(out)["_meta"]["hostvars"]
-    return data
-
-
-def rollout_order() -> list[str]:
-    """The units in the order the rollout play batches them (inventory order: molecule writes
-    its inventory sorted by name, so the canary is not necessarily the first platform)."""
-    out = subprocess.run(["ansible", "all", "-i", INVENTORY, "--list-hosts"], env=ansible_env(),
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
-    hosts = [line.strip() for line in out.splitlines()[1:] if line.strip()]
-    assert sorted(hosts) == sorted([NX1, NX2, NANO]), out
-    return hosts
-
-
-def ssh_options(host: str) -> tuple[list[str], str]:
-    """ssh options (key, no host key checks) and user@address for a unit. The key variable
-    is ansible_ssh_private_key_file or its alias ansible_private_key_file (molecule's)."""
-    hv = hostvars()[host]
-    key = hv.get("ansible_ssh_private_key_file") or hv["ansible_private_key_file"]
-    opts = ["-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]  # fmt: skip
-    return opts, f"{hv.get('ansible_user', 'root')}@{hv['ansible_host']}"
-
-
-def on_unit(host: str, command: str, check: bool = True) -> str:
-    opts, target = ssh_options(host)
-    ssh = ["ssh", *opts, target, command]
-    proc = subprocess.run(ssh, capture_output=True, text=True, timeout=120, check=False)
-    if check:
-        assert proc.returncode == 0, f"{command} on {host}: {proc.stdout}{proc.stderr}"
-    return proc.stdout
-
-
-def release(host: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(
-        on_unit(host, "python3 /opt/voicefleet/lib/voicefleet-release.py show")
-    )
-    return data
-
-
-ASK = """python3 - <<'EOF'
-import json, urllib.request
-print(urllib.request.urlopen("http://127.0.0.1:8000/readyz", timeout=10).status)
-auth = {"Authorization": "Bearer %s", "Content-Type": "application/json"}
-served = json.load(urllib.request.urlopen(urllib.request.Request(
-    "http://127.0.0.1:8000/v1/models", headers=auth), timeout=10))["data"]
-req = urllib.request.Request("http://127.0.0.1:8000/v1/chat/completions",
-    data=json.dumps({"model": next(m["id"] for m in served if m["kind"] == "llm"),
-                     "messages": [{"role": "user", "content": "Say hello."}],
-                     "max_tokens": 8}).encode(),
-    headers=auth)
-print(json.load(urllib.request.urlopen(req, timeout=60))["choices"][0]["message"]["content"])
-EOF"""
-
-
-def serves(host: str) -> str:
-    key = hostvars()[host]["voice_service_api_key"]
-    out = on_unit(host, ASK % key)
-    assert out.splitlines()[0] == "200", out
-    assert out.splitlines()[1].strip(), f"{host} answered nothing: {out!r}"
-    return out
-
-
-def host_vars(host: str, values: dict[str, Any] | None) -> None:
-    """Set (or with None remove) a host_vars file beside the inventory."""
-    path = Path(INVENTORY).parent / "host_vars" / f"{host}.yml"
-    if values is None:
-        path.unlink(missing_ok=True)
-        return
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(yaml.safe_dump(values))
-
-
-@pytest.fixture(scope="module")
-def first() -> Run:
-    run = site(f"fleet-{int(time.time())}-first")
-    assert run.rc == 0, run.out[-6000:]
-    return run
 
 
 def test_full_rollout_every_unit_passes_with_real_figures(first: Run) -> None:
@@ -216,8 +86,9 @@ def test_full_rollout_every_unit_passes_with_real_figures(first: Run) -> None:
         assert "api_key" not in show and "sim-voice" not in show
 
 
-def test_rerun_changes_nothing_and_is_much_faster(first: Run) -> None:
-    second = site(f"fleet-{int(time.time())}-second")
+def test_rerun_changes_nothing_and_is_much_faster(first: Run, runs: dict[str, Run]) -> None:
+    # test_entry_points.py's site.yml after the thin playbooks is this re-run when it ran
+    second = runs.get("again") or site(f"fleet-{int(time.time())}-second")
     assert second.rc == 0, second.out[-6000:]
     print(
         f"\nsite.yml wall time: first {first.seconds:.0f} s, second {second.seconds:.0f} s "
@@ -385,8 +256,7 @@ def test_rollback_playbook_on_demand_and_back(first: Run) -> None:
     re-verified; running it again swaps back."""
     now = release(NX2)
     assert now["previous"], "the slow-unit test leaves NX2 with a previous release"
-    cmd = ["ansible-playbook", "-i", INVENTORY, str(ROOT / "playbooks/rollback.yml"),
-           "--limit", NX2]  # fmt: skip
+    cmd = ["ansible-playbook", "-i", INVENTORY, "voicefleet.fleet.rollback", "--limit", NX2]
     for want in (now["previous"], now["current"]):
         out = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
         assert out.returncode == 0, out.stdout[-4000:]

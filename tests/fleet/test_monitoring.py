@@ -92,9 +92,9 @@ def _until(what: str, check: Any, timeout: float) -> float:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("monitoring")
-    rc, out, first_s = _playbook("-i", INVENTORY, str(ROOT / "playbooks/jetson_telemetry.yml"))
+    rc, out, first_s = _playbook("-i", INVENTORY, "voicefleet.fleet.jetson_telemetry")
     assert rc == 0, out[-4000:]
-    rc, out, again_s = _playbook("-i", INVENTORY, str(ROOT / "playbooks/jetson_telemetry.yml"))
+    rc, out, again_s = _playbook("-i", INVENTORY, "voicefleet.fleet.jetson_telemetry")
     changed = [int(n) for n in re.findall(r"^\S+\s+: ok=\d+\s+changed=(\d+)", out, re.M)]
     assert rc == 0 and len(changed) == 3 and not any(changed), out[-4000:]
     print(f"\njetson_telemetry.yml: first {first_s:.1f} s, again (no change) {again_s:.1f} s")

@@ -88,7 +88,6 @@ def test_generated_config_from_the_inventory(tmp_path: Path, inventory: str) -> 
         env={
             **os.environ,
             "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
             "ANSIBLE_NOCOLOR": "1",
         },
     )

@@ -53,9 +53,14 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {
             "hosts": "localhost",
             "gather_facts": False,
-            "vars_files": [str(ROLE / "defaults" / "main.yml")],
+            # the shared names (roles/common) first, as the role's dependency provides them
+            "vars_files": [
+                str(ROOT / "roles/common/defaults/main.yml"),
+                str(ROLE / "defaults" / "main.yml"),
+            ],
             "vars": {
                 "_voice_service_build": {"version": "0.1.0", "key": "k"},
+                "__voice_service_model_links": {"results": []},  # configure.yml's stat of the store
                 "ansible_python_interpreter": sys.executable,
             },
             "tasks": tasks,

@@ -150,7 +150,8 @@ def parse_meminfo(text: str) -> dict[str, int]:
 def resolve_mode(conf: dict[str, object], name: str) -> int:
     """The ID of the mode named ``name`` on this unit; ValueError with what to do otherwise."""
     by_name = conf["by_name"]
-    assert isinstance(by_name, dict)
+    if not isinstance(by_name, dict):
+        raise TypeError(f"nvpmodel conf: by_name is {type(by_name).__name__}, not a mapping")
     if name in by_name:
         return int(by_name[name])
     listed = ", ".join(f"{m['id']}={m['name']}" for m in conf["modes"])  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ description:
   - When nvpmodel answers that the switch needs a reboot it asks for a confirmation on a TTY and,
     without one, changes nothing; confirming makes nvpmodel reboot by itself under Ansible. So
     the module records the mode in nvpmodel's status file (what nvpmodel does on a confirmed
-    switch; nvpmodel.service applies it early at boot) and returns C(reboot_required=true): the
+    switch; nvpmodel.service applies it early at boot) and returns C(reboot_required=true); the
     caller reboots with M(ansible.builtin.reboot) and verifies with C(nvpmodel -q).
   - Fails with a clear message when the unit has no mode of that name.
   - In check mode, reports the change without making it.
@@ -33,7 +33,7 @@ options:
     description: nvpmodel executable (name or path).
     type: str
     default: nvpmodel
-author: voicefleet
+author: voicefleet (@voicefleet)
 """
 
 EXAMPLES = r"""
@@ -65,8 +65,8 @@ output:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.jetson import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.voicefleet.fleet.plugins.module_utils.jetson import (
     nvpmodel_needs_reboot,
     parse_nvpmodel_conf,
     parse_nvpmodel_query,

@@ -1,28 +1,19 @@
-#!/usr/bin/env python3
 """Releases on a unit: what runs (app venv, llama.cpp build, model bundles, config files),
 recorded as <releases>/<id>/release.json with `current` and `previous` links.
 
 The id is a hash of what runs (no timestamps): deploying the same thing twice records nothing.
 Config files are snapshotted into the release so a rollback restores them byte for byte.
-Stdlib only; run by roles/release with the unit's python3. Every command prints one JSON object.
-
-  state    [--config-file P]...   what runs now, its id, current/previous
-  record   [--config-file P]...   record what runs as a release (no-op when it is current)
-  plan     --to ID|previous       which components differ from release ID
-  restore  --to ID                restore ID's app link and config files
-  finish   --to ID [--failed ID]  make ID current (and the failed one previous, marked failed)
-  mark     --id ID --bench FILE   keep the passing bench result of release ID
-  show                            the current release (and its bench result)
+The core of the voicefleet_release module (plugins/modules/voicefleet_release.py): stdlib
+only and Python 3.10-compatible (a JetPack unit's python3). Every change can be planned
+first (`dry_run=True`: what would change, nothing written), for the module's check mode.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,12 +33,16 @@ def link_name(path: Path) -> str | None:
     return os.path.basename(os.readlink(path)) if path.is_symlink() else None
 
 
+class ReleaseError(RuntimeError):
+    """What was asked cannot be done (no such release, its app venv is gone, ...)."""
+
+
 class Releases:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.root = Path(args.root)
-        self.app_dir = Path(args.app_dir)
-        self.llamacpp_dir = Path(args.llamacpp_dir)
-        self.models_store = Path(args.models_store)
+    def __init__(self, root: str, app_dir: str, llamacpp_dir: str, models_store: str) -> None:
+        self.root = Path(root)
+        self.app_dir = Path(app_dir)
+        self.llamacpp_dir = Path(llamacpp_dir)
+        self.models_store = Path(models_store)
 
     # --- what runs now --------------------------------------------------------------------
     def components(self, config_files: list[str]) -> dict[str, Any]:
@@ -79,12 +74,16 @@ class Releases:
     def load(self, rid: str) -> dict[str, Any]:
         path = self.root / rid / "release.json"
         if not path.is_file():
-            raise SystemExit(f"voicefleet-release: no release {rid} under {self.root}")
+            raise ReleaseError(f"no release {rid} under {self.root}")
         data: dict[str, Any] = json.loads(path.read_text())
         return data
 
     def resolve(self, target: str) -> str | None:
-        return self.previous() if target == "previous" else (self.current() if target == "current" else target)
+        return (
+            self.previous()
+            if target == "previous"
+            else (self.current() if target == "current" else target)
+        )
 
     def set_link(self, name: str, rid: str) -> None:
         tmp = self.root / f".{name}.tmp"
@@ -102,12 +101,17 @@ class Releases:
             "previous": self.previous(),
         }
 
-    def record(self, config_files: list[str], meta: dict[str, Any], keep: int) -> dict[str, Any]:
+    def record(
+        self, config_files: list[str], meta: dict[str, Any], keep: int, dry_run: bool = False
+    ) -> dict[str, Any]:
         comps = self.components(config_files)
         rid = self.release_id(comps)
         before = self.current()
         if before == rid:
-            return {"changed": False, "id": rid, "previous": self.previous()}
+            return {"changed": False, "id": rid, "current": rid, "previous": self.previous()}
+        if dry_run:
+            return {"changed": True, "id": rid, "current": rid, "previous": before}
+        self.root.mkdir(parents=True, exist_ok=True)
         rdir = self.root / rid
         if not (rdir / "release.json").is_file():
             stage = self.root / f".incoming-{rid}"
@@ -139,7 +143,7 @@ class Releases:
             self.set_link("previous", before)
         self.set_link("current", rid)
         self.prune(keep)
-        return {"changed": True, "id": rid, "previous": before}
+        return {"changed": True, "id": rid, "current": rid, "previous": before}
 
     def plan(self, target: str, config_files: list[str]) -> dict[str, Any]:
         rid = self.resolve(target)
@@ -154,38 +158,62 @@ class Releases:
                 "models": [r for r in ROLES if want["models"].get(r) != have["models"].get(r)],
                 "llamacpp": want["llamacpp"]["build_key"] != have["llamacpp"]["build_key"],
                 "app": want["app"]["key"] != have["app"]["key"],
-                "config": sorted(k for k, v in want["config"].items() if have["config"].get(k) != v),
+                "config": sorted(
+                    k for k, v in want["config"].items() if have["config"].get(k) != v
+                ),
             },
             "target_components": want,
         }
 
-    def restore(self, rid: str) -> dict[str, Any]:
+    def restore(
+        self,
+        rid: str,
+        dry_run: bool = False,
+        files: list[str] | None = None,
+        app: bool = True,
+    ) -> dict[str, Any]:
+        """Put back release `rid`'s app venv link (unless `app` is false) and its snapshots of
+        `files` (default: all its config files) where they differ. The role that owns a file
+        restores it (its rollback entry point names its own files)."""
         release = self.load(rid)
         restored = []
-        app_key = release["components"]["app"]["key"]
-        if app_key and link_name(self.app_dir / "current") != app_key:
-            if not (self.app_dir / "venvs" / app_key / ".complete").is_file():
-                raise SystemExit(f"voicefleet-release: app venv {app_key} of {rid} is gone")
+        app_key = release["components"]["app"]["key"] if app else None
+        app_differs = bool(app_key) and link_name(self.app_dir / "current") != app_key
+        if app_differs and not (self.app_dir / "venvs" / app_key / ".complete").is_file():
+            raise ReleaseError(f"app venv {app_key} of release {rid} is gone")
+        wanted = release["files"] if files is None else {
+            name: spec for name, spec in release["files"].items() if name in files
+        }  # fmt: skip
+        for name, spec in wanted.items():
+            dest = Path(name)
+            if not (dest.is_file() and sha256_file(dest) == spec["sha256"]):
+                restored.append(name)
+        if app_differs:
+            restored.insert(0, "app")
+        if dry_run or not restored:
+            return {"changed": bool(restored), "restored": restored}
+        if "app" in restored:
             tmp = self.app_dir / ".current.tmp"
             tmp.unlink(missing_ok=True)
             tmp.symlink_to(f"venvs/{app_key}")
             os.replace(tmp, self.app_dir / "current")
-            restored.append("app")
         for name, spec in release["files"].items():
             dest = Path(name)
-            if dest.is_file() and sha256_file(dest) == spec["sha256"]:
+            if name not in restored:
                 continue
             tmp = dest.with_name(f".{dest.name}.restore")
             shutil.copyfile(self.root / rid / "files" / spec["sha256"], tmp)
             os.chown(tmp, spec["uid"], spec["gid"])
             os.chmod(tmp, spec["mode"])
             os.replace(tmp, dest)
-            restored.append(name)
-        return {"changed": bool(restored), "restored": restored}
+        return {"changed": True, "restored": restored}
 
-    def finish(self, rid: str, failed: str | None) -> dict[str, Any]:
+    def finish(self, rid: str, failed: str | None, dry_run: bool = False) -> dict[str, Any]:
         self.load(rid)
         before = self.current()
+        if dry_run:
+            prev = failed if failed else (before if before and before != rid else self.previous())
+            return {"changed": before != rid or bool(failed), "current": rid, "previous": prev}
         if failed and (self.root / failed / "release.json").is_file():
             note = {"failed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "back_to": rid}
             (self.root / failed / "failed.json").write_text(json.dumps(note) + "\n")
@@ -193,13 +221,19 @@ class Releases:
         elif before and before != rid:
             self.set_link("previous", before)
         self.set_link("current", rid)
-        return {"changed": before != rid or bool(failed), "current": rid, "previous": self.previous()}
+        return {
+            "changed": before != rid or bool(failed),
+            "current": rid,
+            "previous": self.previous(),
+        }
 
-    def mark(self, rid: str, bench: Path) -> dict[str, Any]:
+    def mark(self, rid: str, bench: Path, dry_run: bool = False) -> dict[str, Any]:
         self.load(rid)
         dest = self.root / rid / "bench.json"
-        shutil.copyfile(bench, dest)
-        return {"changed": True, "id": rid, "bench": str(dest)}
+        changed = not dest.is_file() or dest.read_bytes() != bench.read_bytes()
+        if changed and not dry_run:
+            shutil.copyfile(bench, dest)
+        return {"changed": changed, "id": rid, "bench": str(dest)}
 
     def show(self) -> dict[str, Any]:
         rid = self.current()
@@ -224,54 +258,3 @@ class Releases:
         for p in rels[keep:]:
             if p.name not in protect:
                 shutil.rmtree(p)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="voicefleet-release", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--root", default="/opt/voicefleet/releases")
-    parser.add_argument("--app-dir", default="/opt/voicefleet/app")
-    parser.add_argument("--llamacpp-dir", default="/opt/voicefleet/llama.cpp")
-    parser.add_argument("--models-store", default="/opt/voicefleet/models")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("state", "record", "plan"):
-        p = sub.add_parser(name)
-        p.add_argument("--config-file", action="append", default=[])
-        if name == "record":
-            p.add_argument("--meta", default="{}", help="JSON kept in the release record")
-            p.add_argument("--keep", type=int, default=5)
-        if name == "plan":
-            p.add_argument("--to", required=True)
-    for name in ("restore", "finish"):
-        p = sub.add_parser(name)
-        p.add_argument("--to", required=True)
-        if name == "finish":
-            p.add_argument("--failed")
-    p = sub.add_parser("mark")
-    p.add_argument("--id", required=True)
-    p.add_argument("--bench", required=True, type=Path)
-    sub.add_parser("show")
-    args = parser.parse_args(argv)
-    rel = Releases(args)
-    rel.root.mkdir(parents=True, exist_ok=True)
-    if args.cmd == "state":
-        out = rel.state(args.config_file)
-    elif args.cmd == "record":
-        out = rel.record(args.config_file, json.loads(args.meta), args.keep)
-    elif args.cmd == "plan":
-        out = rel.plan(args.to, args.config_file)
-    elif args.cmd == "restore":
-        out = rel.restore(rel.resolve(args.to) or args.to)
-    elif args.cmd == "finish":
-        out = rel.finish(rel.resolve(args.to) or args.to, args.failed)
-    elif args.cmd == "mark":
-        out = rel.mark(args.id, args.bench)
-    else:
-        out = rel.show()
-    json.dump(out, sys.stdout)
-    print()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -39,7 +39,7 @@ options:
     description: meminfo file (MemAvailable cannot be limited per test host, so tests fake it).
     type: path
     default: /proc/meminfo
-author: voicefleet
+author: voicefleet (@voicefleet)
 """
 
 EXAMPLES = r"""
@@ -58,8 +58,8 @@ ansible_facts:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.jetson import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.voicefleet.fleet.plugins.module_utils.jetson import (
     parse_compatible,
     parse_meminfo,
     parse_nv_tegra_release,
