@@ -69,12 +69,22 @@ def thresholds_of(unit: dict[str, Any]) -> dict[str, Any]:
 
 
 def previous_run(run_dir: Path) -> Path | None:
-    runs = sorted(
+    """The run before this one in the same parent directory: the one whose report was written
+    last (run ids are the user's to choose, `-e rollout_run_id=…`, so names need not sort by
+    time). A report built again (the report playbook on an earlier run) compares with the run
+    its first build compared with, not with runs made since."""
+    own = run_dir / "fleet-report.json"
+    if own.is_file():
+        name = json.loads(own.read_text()).get("previous_run")
+        earlier = run_dir.parent / name if name else None
+        return earlier if earlier and (earlier / "fleet-report.json").is_file() else None
+    runs = [
         p
         for p in run_dir.parent.iterdir()
-        if p.is_dir() and p.name < run_dir.name and (p / "fleet-report.json").is_file()
-    )
-    return runs[-1] if runs else None
+        if p.is_dir() and not p.is_symlink() and p != run_dir
+        and (p / "fleet-report.json").is_file()
+    ]  # fmt: skip
+    return max(runs, key=lambda p: (p / "fleet-report.json").stat().st_mtime_ns, default=None)
 
 
 def compare(units: list[dict[str, Any]], previous: dict[str, Any] | None) -> dict[str, Any]:

@@ -103,6 +103,19 @@ def test_cli_prints_summary_and_path_and_exit_code(tmp_path: Path, capsys: Any) 
     assert capsys.readouterr().out == ""
 
 
+def test_the_previous_run_is_the_last_reported_whatever_the_names(tmp_path: Path) -> None:
+    """Run ids are the user's (-e rollout_run_id=…): `fleet-…` first, `entry-…` later."""
+    first = write_run(tmp_path, "fleet-1764640000-first", [record("nx-1", "passed", 100.0, "a")])
+    build(first, [])
+    again = write_run(tmp_path, "entry-1764640100-site", [record("nx-1", "passed", 90.0, "a")])
+    assert build(again, [])["previous_run"] == first.name
+    third = write_run(tmp_path, "adhoc", [record("nx-1", "passed", 95.0, "a")])
+    assert build(third, [])["previous_run"] == again.name
+    # built again later, a run still compares with the run it was compared with at first
+    assert build(again, [])["previous_run"] == first.name
+    assert build(first, [])["previous_run"] is None
+
+
 def test_realtime_first_audio_is_reported_with_its_limit_and_the_previous_run(
     tmp_path: Path,
 ) -> None:

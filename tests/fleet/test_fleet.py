@@ -47,6 +47,9 @@ from tests.fleet.runner import (
     ssh_options,
 )
 
+# the fleet_report role's task, as ansible-playbook prints it (role-prefixed through
+# import_role: "TASK [voicefleet.fleet.fleet_report : Mark the unit as started …]")
+STARTED = "fleet_report : Mark the unit as started in the fleet report]"
 SLOW_THREADS = 16  # llama-server threads on a 2-core unit: oversubscribed, ~10x slower decode
 
 pytestmark = [
@@ -156,7 +159,7 @@ def test_unreachable_units_beyond_max_fail_stop_the_rollout(first: Run) -> None:
     assert run.unit(first_two[0])["status"] == "passed"
     # 1 of the 2 units of batch 1 failed (50% > 25%): the rollout stops before batch 2
     assert run.unit(later)["status"] == "not_reached"
-    assert "TASK [Mark the unit as started" in run.out
+    assert STARTED in run.out
     rollout = run.out.split("PLAY [Roll out in batches]")[1]
     assert f"[{later}" not in rollout.split("PLAY [Fleet report]")[0]
     assert release(later)["current"] == before
@@ -246,7 +249,7 @@ def test_a_unit_without_a_usable_python_fails_preflight_and_keeps_serving(first:
     assert "this unit has no CPython 3.11 (/usr/bin/python3.10," in run.out, run.out[-3000:]
     assert "its apt sources offer no python3.11-site-build" in run.out
     assert "voice_service_python_apt_repo to a site mirror" in run.out
-    assert "TASK [Mark the unit as started" not in run.out  # the rollout never began
+    assert STARTED not in run.out  # the rollout never began
     assert release(NANO)["current"] == before["current"]
     serves(NANO)
 
