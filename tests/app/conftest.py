@@ -67,13 +67,19 @@ class _Server(uvicorn.Server):
 
 
 def run_service(
-    settings: Settings, engines: Engines | None, ready: bool = True
+    settings: Settings,
+    engines: Engines | None,
+    ready: bool = True,
+    uvicorn_options: dict[str, Any] | None = None,
 ) -> Iterator[Service]:
     """Serve on a free loopback port; engines=None loads them as `voicefleet serve` does.
-    ready=False waits for /healthz only (a service whose backend is down never gets ready)."""
+    ready=False waits for /healthz only (a service whose backend is down never gets ready).
+    `uvicorn_options`: more uvicorn.Config arguments than `voicefleet serve` sets."""
     port = free_port()
     app = create_app(settings, engines=engines)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", **(uvicorn_options or {})
+    )
     server = _Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

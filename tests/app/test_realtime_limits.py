@@ -172,11 +172,17 @@ async def test_disconnect_mid_reply_frees_the_session(small_service: Service) ->
 def tight_service(
     model_paths: ModelPaths, stt_tts: tuple[Any, Any], llama_server: LlamaServer
 ) -> Iterator[Service]:
-    """The smallest send buffer a session may fall behind by (1 MiB)."""
+    """The smallest send buffer a session may fall behind by (1 MiB). uvicorn's own
+    WebSocket keepalive is off here: a client that reads nothing never answers its pings, so
+    uvicorn would close it after ws_ping_interval + ws_ping_timeout (20 + 20 s, as a unit runs
+    it) — the other guard against such a client, which would end the session (as
+    client_closed) before a loaded machine has generated the 1 MiB this test is about."""
     settings = make_settings(
         model_paths, "server", llama_server, realtime={"max_send_buffer_bytes": 1024 * 1024}
     )
-    yield from run_service(settings, server_engines(stt_tts, settings))
+    yield from run_service(
+        settings, server_engines(stt_tts, settings), uvicorn_options={"ws_ping_interval": None}
+    )
 
 
 def _metric(svc: Service, name: str, **labels: str) -> float:
@@ -193,6 +199,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_service_serves_on(
     closed = "voicefleet_realtime_sessions_closed_total"
     turns = "voicefleet_realtime_turns_total"
     before = _metric(tight_service, closed, reason="slow_reader")
+    gone = _metric(tight_service, closed, reason="client_closed")
     host, port = tight_service.url.removeprefix("http://").split(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window
@@ -200,6 +207,8 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_service_serves_on(
     async with connect(
         _ws(tight_service), sock=sock, additional_headers={"Authorization": f"Bearer {API_KEY}"},
         max_queue=1, compression=None, open_timeout=10, close_timeout=1,
+        # no keepalive pings either way (the fixture's docstring says why)
+        ping_interval=None,
     ) as ws:  # fmt: skip
         assert json.loads(await ws.recv())["type"] == "session.created"
         await ws.send(json.dumps({"type": "session.update", "max_tokens": 256}))
@@ -209,6 +218,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_service_serves_on(
         # turn while one runs would cancel it and drop its queued audio), never reading
         while _metric(tight_service, closed, reason="slow_reader") == before:
             assert time.monotonic() < deadline, "a reader 1 MiB behind was never cut off"
+            assert _metric(tight_service, closed, reason="client_closed") == gone, "client left"
             done = _metric(tight_service, turns, outcome="done")
             with contextlib.suppress(ConnectionClosed):  # once cut off, sends may fail
                 await ws.send(json.dumps({"type": "input_text", "text": text}))
@@ -217,6 +227,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_service_serves_on(
                 and _metric(tight_service, closed, reason="slow_reader") == before
             ):
                 assert time.monotonic() < deadline, "a reader 1 MiB behind was never cut off"
+                assert _metric(tight_service, closed, reason="client_closed") == gone, "left"
                 with contextlib.suppress(ConnectionClosed):
                     await ws.send(json.dumps({"type": "ping"}))  # talking: not idle
                 await asyncio.sleep(0.5)
