@@ -39,7 +39,7 @@ async def _record(url: str, state: Path | None, seconds: float = 1.5) -> dict[st
     recorder.start()
     await asyncio.sleep(seconds / 2)
     if state is not None:
-        state.write_text("tj_c=101.5\n")
+        await asyncio.to_thread(state.write_text, "tj_c=101.5\n")
     await asyncio.sleep(seconds / 2 + (0.6 if state is not None else 0))
     return await recorder.stop()
 
