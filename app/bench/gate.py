@@ -204,7 +204,8 @@ def print_gate(gate: dict[str, Any]) -> None:
     for c in gate["checks"]:
         value = "-" if c["value"] is None else f"{c['value']:g}"
         mark = "ok  " if c["passed"] else "FAIL"
-        print(f"  {mark} {c['label']}: {value} {c['unit']} ({c['op']} {c['limit']:g})")
+        unit = f" {c['unit']}" if c["unit"] else ""
+        print(f"  {mark} {c['label']}: {value}{unit} ({c['op']} {c['limit']:g})")
     for q in gate["quality"]:
         print(f"  {'ok  ' if q['passed'] else 'FAIL'} quality {q['name']}: {q['detail']}")
     for r in gate["reasons"]:
