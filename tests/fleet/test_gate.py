@@ -103,9 +103,9 @@ def test_a_slow_release_and_a_throttling_unit_fail_the_gate_and_are_rolled_back(
     assert f["realtime_first_audio_p50_ms"] > th["realtime_first_audio_ms_max"]
     assert any(r.startswith("realtime end of speech → first audio (p50): ")
                for r in slow["reasons"]), slow["reasons"]  # fmt: skip
-    # its LLM is as fast as ever: it is what users hear that failed it
-    assert f["decode_tps"] >= th["decode_tps_min"] and f["ttft_ms"] <= th["ttft_ms_max"]
-    assert f["telemetry_throttled_samples"] == 0
+    # its llama-server answers as soon as ever (decode/s is not asserted: on the shared 2 cores
+    # it swings around the sim's 40 tok/s limit with the load, for healthy units too)
+    assert f["ttft_ms"] <= th["ttft_ms_max"] and f["telemetry_throttled_samples"] == 0
 
     hot = run.unit(NANO)
     f = hot["gate"]["figures"]
