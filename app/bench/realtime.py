@@ -276,7 +276,9 @@ async def run_turns(url: str, api_key: str | None, rounds: int, sessions: int) -
         crowd += turns
         errors += errs
     many = rt_turns.summarise(crowd)
+    barge = [await rt_turns.barge_in(url, api_key, sp) for _ in range(rounds)]
     return {
+        "barge_in": rt_turns.summarise_barge_in(barge),
         "one_session": rt_turns.summarise(one),
         "concurrent": {"sessions": sessions, "turns": len(crowd), "errors": len(errors),
                        "error_samples": errors[:3], **many},
@@ -318,6 +320,12 @@ def print_realtime(report: dict[str, Any]) -> None:
               f"{one['first_audio_p50_ms']:.0f} ms p95 {one['first_audio_p95_ms']:.0f} ms; "
               f"{many['sessions']} at once p50 {many['first_audio_p50_ms']:.0f} ms p95 "
               f"{many['first_audio_p95_ms']:.0f} ms, {many['errors']} errors")  # fmt: skip
+        barge = turns.get("barge_in")
+        if barge:
+            p50 = barge["reaction_p50_ms"]
+            print(f"realtime barge-in (speech start -> reply cancelled): p50 "
+                  f"{'-' if p50 is None else f'{p50:.0f} ms'}, {barge['missed']} of "
+                  f"{barge['rounds']} not cancelled")  # fmt: skip
     soak = report.get("soak")
     if soak:
         print(f"\nrealtime soak: {soak['sessions']} sessions x {soak['seconds']:.0f} s: "

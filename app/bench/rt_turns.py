@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from app.bench.openai_client import OpenAIRealtimeClient
 from app.bench.pcm import PCM, silence, trim_silence, wav_pcm
+from app.bench.rt_client import RealtimeClient
 from app.bench.voice import make_utterance
 from app.bench.ws_client import Event
 
@@ -24,6 +26,8 @@ QUESTION = "What is the weather like in Paris today?"
 # two sentences of one request, a breath between them
 PAUSED = ("Please turn on the kitchen lights.", "And tell me what time it is.")
 PAUSE_S = 0.34
+# barge-in: a long reply is playing when the user speaks (the question above) over it
+STORY = "Tell me a long story about a dragon."
 STAGES = (
     "stt_ms", "vad_end_to_transcript_ms", "vad_end_to_llm_first_token_ms",
     "vad_end_to_first_audio_ms", "last_voiced_to_first_audio_ms",
@@ -35,6 +39,7 @@ class Speech:
     question: PCM
     paused: PCM
     rate: int
+    story: PCM | None = None
 
 
 async def speech(url: str, api_key: str | None) -> Speech:
@@ -44,9 +49,10 @@ async def speech(url: str, api_key: str | None) -> Speech:
         question, rate = wav_pcm(await make_utterance(c, QUESTION))
         first, _ = wav_pcm(await make_utterance(c, PAUSED[0]))
         second, _ = wav_pcm(await make_utterance(c, PAUSED[1]))
+        story, _ = wav_pcm(await make_utterance(c, STORY))
     paused = np.concatenate([trim_silence(first, rate), silence(rate, PAUSE_S),
                              trim_silence(second, rate)])  # fmt: skip
-    return Speech(trim_silence(question, rate), paused, rate)
+    return Speech(trim_silence(question, rate), paused, rate, trim_silence(story, rate))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -94,6 +100,41 @@ async def one_turn(
         "cancelled": _status(rt, cancelled=True),
         "errors": [e.data for e in rt.of("error")],
         "server": timings,
+    }
+
+
+async def barge_in(url: str, api_key: str | None, sp: Speech) -> dict[str, Any]:
+    """A long reply plays; the user starts speaking over it. Reaction: the first voiced frame
+    sent -> `response.cancelled` for the reply (None when the reply was not cancelled)."""
+    assert sp.story is not None
+    rt = await RealtimeClient.open(url, api_key, sp.rate, max_tokens=200, temperature=0.0)
+    try:
+        story = np.concatenate([silence(sp.rate, 0.3), sp.story, silence(sp.rate, 1.0)])
+        await rt.send_audio(story, sp.rate, pace=0)
+        playing = await rt.wait_for("response.audio", timeout_s=120)
+        turn = playing.data["turn"]
+        t_speech = time.perf_counter()  # sp.question is trimmed: its first frame is voiced
+        talk = asyncio.create_task(rt.send_audio(sp.question, sp.rate, pace=1.0))
+        try:
+            cancelled = await rt.wait_for("response.cancelled", turn=turn, timeout_s=30)
+        except TimeoutError:
+            cancelled = None
+        await talk
+    finally:
+        await rt.close()
+    reaction = round((cancelled.t - t_speech) * 1000, 1) if cancelled else None
+    return {"reaction_ms": reaction, "reason": cancelled.data.get("reason") if cancelled else None,
+            "errors": [e.data for e in rt.of("error")]}  # fmt: skip
+
+
+def summarise_barge_in(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    ms = [r["reaction_ms"] for r in rounds if r["reaction_ms"] is not None]
+    return {
+        "rounds": len(rounds),
+        "reaction_ms": ms,
+        "missed": sum(r["reaction_ms"] is None for r in rounds),
+        "reaction_p50_ms": round(statistics.median(ms), 1) if ms else None,
+        "reaction_p95_ms": percentile(ms, 0.95) if ms else None,
     }
 
 
