@@ -57,7 +57,8 @@ async def _follow_up(
     import numpy as np
 
     from app.bench.followup import PASSAGE
-    from app.bench.rt_client import RealtimeClient, silence
+    from app.bench.pcm import silence
+    from app.bench.rt_client import RealtimeClient
     from app.bench.rt_turns import answered_once
 
     rt = await RealtimeClient.open(url, KEY, rate, max_tokens=max_tokens, temperature=0.0)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from app.bench.followup import PASSAGE
-from app.bench.rt_client import PCM, RealtimeClient, silence, trim_silence, wav_pcm
+from app.bench.pcm import PCM, silence, trim_silence, wav_pcm
+from app.bench.rt_client import RealtimeClient
 from app.engines.base import ChatMessage, ChatParams
 from app.engines.llm_server import LlamaServerLLM
 from app.realtime.prefill import Prefill
