@@ -27,28 +27,17 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-VF_HOME = Path(os.environ.get("VOICEFLEET_HOME", Path.home() / ".cache" / "voicefleet"))
-MODELS = VF_HOME / "models" / "current"
 KEY, LLAMA_KEY = "prefill-bench-key-0123456789", "prefill-bench-llama-key"
 PATHS = {"off": {"VOICEFLEET_REALTIME__PREFILL_LLM": "false"}, "on": {}}
 PARALLEL = 8
 SERVER = ("vad_end_to_llm_first_token_ms", "llm_ttft_ms", "vad_end_to_first_audio_ms",
           "prefill_wait_ms")  # fmt: skip
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _follow_up(
@@ -167,41 +156,11 @@ def main() -> int:
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from app.bench.waiting import wait_http
+    from app.bench.stack import serve_paths
 
-    gguf = sorted((MODELS / "llm").glob("*.gguf"))[0]
-    voice = sorted((MODELS / "tts").glob("*.onnx"))[0]
-    llm_port = _free_port()
-    llm_url = f"http://127.0.0.1:{llm_port}"
-    procs = [subprocess.Popen(
-        [str(VF_HOME / "llama.cpp" / "cpu" / "bin" / "llama-server"), "-m", str(gguf),
-         "--host", "127.0.0.1", "--port", str(llm_port), "-c", str(2048 * PARALLEL),
-         "-np", str(PARALLEL), "-fa", "on", "-t", str(os.cpu_count() or 2), "--no-webui",
-         "--api-key", LLAMA_KEY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VOICEFLEET_SERVER__API_KEY": KEY,
-           "VOICEFLEET_LLM__BACKEND": "server", "VOICEFLEET_LLM__SERVER_URL": llm_url,
-           "VOICEFLEET_LLM__SERVER_API_KEY": LLAMA_KEY, "VOICEFLEET_LLM__PARALLEL": str(PARALLEL),
-           "VOICEFLEET_LLM__MODEL_NAME": gguf.stem,
-           "VOICEFLEET_STT__MODEL_DIR": str(MODELS / "stt"),
-           "VOICEFLEET_TTS__VOICE_PATH": str(voice)}  # fmt: skip
-    urls: dict[str, str] = {}
-    try:
-        wait_http(f"{llm_url}/health", timeout=120, proc=procs[0])
-        for name, overrides in PATHS.items():
-            port = _free_port()
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT,
-                env={**env, **overrides}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))  # fmt: skip
-            urls[name] = f"http://127.0.0.1:{port}"
-        for url, proc in zip(urls.values(), procs[1:], strict=True):
-            wait_http(f"{url}/readyz", timeout=180, proc=proc)
-        figures = asyncio.run(_measure(urls, a))
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait(10)
+    with serve_paths(ROOT, PATHS, KEY, LLAMA_KEY, PARALLEL) as stack:
+        figures = asyncio.run(_measure(stack.urls, a))
+    gguf, voice = stack.gguf, stack.voice
     report = {"tool": "bench/realtime_prefill.py",
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
