@@ -208,7 +208,7 @@ async def test_barge_in_then_a_prefilled_request(services: dict[bool, Service]) 
     assert cancelled.data["reason"] == "barge_in"
     assert "kitchen" in transcript2.data["text"].lower()
     assert timings["prefills"] >= 1 and timings["prompt_cached_tokens"] > 0
-    assert not rt.of("response.done", turn1)
+    assert not rt.of("response.done", turn=turn1)
     # nothing of the cancelled reply after its cancel, and the slot is free again
     assert rt.audio_after_cancel[turn1] == 0
     slot = rt.of("session.created")[0].data["slot"]
