@@ -15,12 +15,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = os.environ.get("VOICEFLEET_FLEET_INVENTORY") or os.environ.get(
     "MOLECULE_INVENTORY_FILE", ""
 )
+# every fleet test: infra + slow, skipped without the fleet's inventory (molecule's verifier)
+FLEET_MARKS = [
+    pytest.mark.infra,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not INVENTORY, reason="needs the fleet's hosts: scripts/molecule_all.sh fleet creates them"
+    ),
+]
 COLLECTIONS = Path(os.environ.get("VOICEFLEET_COLLECTIONS_PATH") or ROOT / ".collections")
 REPORTS = ROOT / "out" / "fleet-reports"
 NX1, NX2, NANO = "fleet-nx16-1", "fleet-nx16-2", "fleet-nano8-1"

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from tests.fleet.runner import (
-    INVENTORY,
+    FLEET_MARKS,
     NANO,
     NX1,
     NX2,
@@ -37,16 +37,12 @@ from tests.fleet.runner import (
 UNITS = (NX1, NX2, NANO)
 # In the order an operator would try them after site.yml. preflight and report write this
 # run's report on the controller (localhost): only the units' recap must be changed=0 there.
-THIN = ("preflight", "jetson_power", "models", "llamacpp", "voice_service", "jetson_telemetry",
-        "monitoring", "report")  # fmt: skip
+# Each is playbooks/NAME.yml, run as voicefleet.fleet.NAME.
+THIN = ("playbooks/preflight.yml", "playbooks/jetson_power.yml", "playbooks/models.yml",
+        "playbooks/llamacpp.yml", "playbooks/voice_service.yml", "playbooks/jetson_telemetry.yml",
+        "playbooks/monitoring.yml", "playbooks/report.yml")  # fmt: skip
 
-pytestmark = [
-    pytest.mark.infra,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not INVENTORY, reason="needs the fleet's hosts: scripts/molecule_all.sh fleet creates them"
-    ),
-]
+pytestmark = FLEET_MARKS
 
 
 def run_id(what: str) -> str:
@@ -75,7 +71,9 @@ def test_every_entry_playbook_changes_nothing_after_the_first_deploy(
     assert telemetry.rc == 0, telemetry.out[-4000:]
     assert set(telemetry.recap) == set(UNITS), telemetry.out[-4000:]  # the units play ran
     seconds["monitoring (first)"] = round(telemetry.seconds)
-    for name in THIN:
+    for path in THIN:
+        assert (collection_dir() / path).is_file(), path  # the collection ships what is run
+        name = path.removeprefix("playbooks/").removesuffix(".yml")
         # report alone rebuilds an earlier run's report: the first deploy's (the later -e wins)
         again_of = ("-e", f"rollout_run_id={first.run_id}") if name == "report" else ()
         run = play(name, run_id(name), *again_of)

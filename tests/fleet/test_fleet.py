@@ -29,6 +29,7 @@ import yaml
 
 from app.gguf import read_header
 from tests.fleet.runner import (
+    FLEET_MARKS,
     INVENTORY,
     NANO,
     NX1,
@@ -52,13 +53,7 @@ from tests.fleet.runner import (
 STARTED = "fleet_report : Mark the unit as started in the fleet report]"
 SLOW_THREADS = 16  # llama-server threads on a 2-core unit: oversubscribed, ~10x slower decode
 
-pytestmark = [
-    pytest.mark.infra,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not INVENTORY, reason="needs the fleet's hosts: scripts/molecule_all.sh fleet creates them"
-    ),
-]
+pytestmark = FLEET_MARKS
 
 
 def test_full_rollout_every_unit_passes_with_real_figures(first: Run) -> None:

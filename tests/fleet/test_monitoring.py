@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port, stop_process
+from tests.fleet.runner import FLEET_MARKS
 from tests.fleet.test_fleet import (
     INVENTORY,
     NANO,
@@ -37,11 +38,11 @@ from tests.fleet.test_fleet import (
     ansible_env,
     hostvars,
     on_unit,
-    pytestmark,  # noqa: F401  (infra + slow, skipped without the fleet's inventory)
     ssh_options,
 )
 
 SCRAPE_S = 2
+pytestmark = FLEET_MARKS
 FOR_S = {"LlamaServerDown": 6, "JetsonThermalThrottling": 4}
 
 
