@@ -22,11 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +112,7 @@ def main() -> int:
 
     with serve_paths(ROOT, PATHS, KEY, LLAMA_KEY, PARALLEL) as stack:
         figures = asyncio.run(_measure(stack.urls, a))
-    gguf, voice = stack.gguf, stack.voice
-    report = {"tool": "bench/realtime_paths.py",
-              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
-                         f"{os.getloadavg()[0]:.1f} at the end",
-              "models": {"stt": "tiny.en int8", "llm": gguf.name, "tts": voice.name},
-              "llama_server": f"-np {PARALLEL} -c {2048 * PARALLEL} -fa on",
+    report = {**stack.describe("bench/realtime_paths.py"),
               "paths": {"before": PATHS["before"], "now": "defaults"},
               "rounds": a.rounds, "concurrent_rounds": a.concurrent_rounds,
               "max_tokens": a.max_tokens, **figures}  # fmt: skip

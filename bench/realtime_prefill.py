@@ -24,11 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -160,13 +157,7 @@ def main() -> int:
 
     with serve_paths(ROOT, PATHS, KEY, LLAMA_KEY, PARALLEL) as stack:
         figures = asyncio.run(_measure(stack.urls, a))
-    gguf, voice = stack.gguf, stack.voice
-    report = {"tool": "bench/realtime_prefill.py",
-              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
-                         f"{os.getloadavg()[0]:.1f} at the end",
-              "models": {"stt": "tiny.en int8", "llm": gguf.name, "tts": voice.name},
-              "llama_server": f"-np {PARALLEL} -c {2048 * PARALLEL} -fa on",
+    report = {**stack.describe("bench/realtime_prefill.py"),
               "paths": PATHS, "rounds": a.rounds, "max_tokens": a.max_tokens,
               "pause_s": 0.34, **figures}  # fmt: skip
     _print(figures)

@@ -7,13 +7,16 @@ paths, so every path sees the same load."""
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.bench.waiting import wait_http
 
@@ -25,7 +28,19 @@ MODELS = VF_HOME / "models" / "current"
 class Stack:
     gguf: Path
     voice: Path
+    parallel: int
     urls: dict[str, str] = field(default_factory=dict)  # path name -> its service
+
+    def describe(self, tool: str) -> dict[str, Any]:
+        """The head of a bench's JSON report: what ran, where, on what (call it at the end:
+        the load average is the run's)."""
+        n = self.parallel
+        return {"tool": tool, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
+                           f"{os.getloadavg()[0]:.1f} at the end",
+                "models": {"stt": "tiny.en int8", "llm": self.gguf.name,
+                           "tts": self.voice.name},
+                "llama_server": f"-np {n} -c {2048 * n} -fa on"}  # fmt: skip
 
 
 def free_port() -> int:
@@ -40,7 +55,7 @@ def serve_paths(
 ) -> Iterator[Stack]:
     """llama-server + a service per path, ready; everything stopped on the way out."""
     stack = Stack(sorted((MODELS / "llm").glob("*.gguf"))[0],
-                  sorted((MODELS / "tts").glob("*.onnx"))[0])  # fmt: skip
+                  sorted((MODELS / "tts").glob("*.onnx"))[0], parallel)  # fmt: skip
     llm_port = free_port()
     llm_url = f"http://127.0.0.1:{llm_port}"
     procs = [subprocess.Popen(
