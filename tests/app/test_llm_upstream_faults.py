@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import closing, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, closing, suppress
 from dataclasses import dataclass
 
 import httpx
@@ -311,6 +311,21 @@ async def test_a_kept_alive_connection_is_reused_and_an_abandoned_stream_closes_
         await client.aclose()
 
 
+@asynccontextmanager
+async def _pooled_client_of(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[llama_http.LlamaHTTP]:
+    """The service's pooled client of a loopback peer that runs `handle` per connection."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = llama_http.LlamaHTTP(f"http://127.0.0.1:{port}", {}, pool_size=2)
+    try:
+        async with server:
+            yield client
+    finally:
+        await client.aclose()
+
+
 async def test_a_kept_connection_closed_as_it_is_reused_is_retried_once_on_a_fresh_one() -> None:
     """The upstream answers the first request of a connection and closes the connection when
     the next one arrives, unanswered: the close crossing our reuse of it. The client sends the
@@ -327,35 +342,23 @@ async def test_a_kept_connection_closed_as_it_is_reused_is_retried_once_on_a_fre
             await _request(reader)  # the reused connection's request: closed, not answered
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = llama_http.LlamaHTTP(f"http://127.0.0.1:{port}", {}, pool_size=2)
-    try:
-        async with server:
-            for _ in range(3):
-                async with client.request("POST", "/x", b"{}", connect_timeout=2,
-                                          read_timeout=2) as resp:  # fmt: skip
-                    assert resp.status == 200 and await resp.body(16) == b"ok"
-            assert len(served) == 3  # every request answered, each on its own connection
-    finally:
-        await client.aclose()
+    async with _pooled_client_of(handle) as client:
+        for _ in range(3):
+            async with client.request("POST", "/x", b"{}", connect_timeout=2,
+                                      read_timeout=2) as resp:  # fmt: skip
+                assert resp.status == 200 and await resp.body(16) == b"ok"
+        assert len(served) == 3  # every request answered, each on its own connection
 
     async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with suppress(ConnectionError, asyncio.IncompleteReadError):
             await _request(reader)
         writer.close()
 
-    server = await asyncio.start_server(never, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    client = llama_http.LlamaHTTP(f"http://127.0.0.1:{port}", {}, pool_size=2)
-    try:
-        async with server:
-            with pytest.raises(llama_http.UpstreamError, match="no HTTP response"):
-                async with client.request("POST", "/x", b"{}", connect_timeout=2,
-                                          read_timeout=2):  # fmt: skip
-                    pass
-    finally:
-        await client.aclose()
+    async with _pooled_client_of(never) as client:
+        with pytest.raises(llama_http.UpstreamError, match="no HTTP response"):
+            async with client.request("POST", "/x", b"{}", connect_timeout=2,
+                                      read_timeout=2):  # fmt: skip
+                pass
 
 
 async def test_the_pinned_llama_server_keeps_a_streamed_answer_alive(
