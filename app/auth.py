@@ -9,8 +9,11 @@ from fastapi import Request
 from app.errors import APIError
 
 
-def check_api_key(request: Request) -> None:
-    """FastAPI dependency: 401 unless the request carries the configured key."""
+async def check_api_key(request: Request) -> None:
+    """FastAPI dependency: 401 unless the request carries the configured key.
+
+    `async def` although it never awaits: FastAPI runs a plain `def` dependency in its thread
+    pool, a hop to a worker thread and back on every request (bench/service_fanin.py)."""
     key = request.app.state.vf.settings.server.api_key
     if key is None:
         return

@@ -71,7 +71,8 @@ def _disabled(what: str, section: str) -> APIError:
     )
 
 
-def _get_state(request: Request) -> ServiceState:
+async def _get_state(request: Request) -> ServiceState:
+    # async: a plain def dependency would run in FastAPI's thread pool (see app/auth.py)
     state: ServiceState = request.app.state.vf
     return state
 

@@ -102,10 +102,10 @@ async def _sse(
         return out
 
     async with aclosing(chunks):
-        yield delta({"role": "assistant", "content": ""})
+        # the role and the first piece in one write: one send through uvicorn, not two, on
+        # the path that decides the first-token time
+        yield delta({"role": "assistant", "content": ""}) + "".join(deltas(first))
         try:
-            for event in deltas(first):
-                yield event
             async for chunk in chunks:
                 for event in deltas(chunk):
                     yield event

@@ -43,14 +43,14 @@ from app.pipeline import LLMTimings, first_chunk, llm_stream, whole_reply
 from app.state import ServiceState, State
 
 
-def check_ollama_access(request: Request) -> None:
+async def check_ollama_access(request: Request) -> None:
     """404 where the API is off; no key needed where ollama.allow_unauthenticated; else the
     service's key, as on every other route."""
     settings = request.app.state.vf.settings.ollama
     if not settings.enabled:
         raise APIError(404, "the Ollama API is off on this unit (ollama.enabled: false)")
     if not settings.allow_unauthenticated:
-        check_api_key(request)
+        await check_api_key(request)
 
 
 router = APIRouter(dependencies=[Depends(check_ollama_access)])
