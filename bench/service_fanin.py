@@ -273,8 +273,9 @@ def main() -> int:
               time.gmtime()), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
               "python": platform.python_version(), "upstream": "keeps connections alive "
               "(Keep-Alive: timeout=5, max=100), as the pinned llama-server",
-              "before": f"{before}: app/engines/http1.py, a connection per request",
-              "now": "app/engines/llama_http.py, pooled aiohttp",
+              "before": f"{before}: app/engines/http1.py, a connection per request"
+              if a.before == BEFORE else f"{before} (--before)",
+              "now": "this tree (app/engines/llama_http.py, pooled aiohttp)",
               **figures}  # fmt: skip
     print(json.dumps(report, indent=2))
     if a.json:
