@@ -265,7 +265,8 @@ async def run_soak(url: str, api_key: str | None, sessions: int, seconds: float)
 
 async def run_turns(url: str, api_key: str | None, rounds: int, sessions: int) -> dict[str, Any]:
     """First audio for the one-sentence question: one session `rounds` times, then `sessions`
-    sessions asking at once, `rounds` times (the gate's realtime figures)."""
+    sessions asking at once, `rounds` times; then `rounds` barge-ins over a long reply (the
+    gate's realtime figures)."""
     sp = await rt_turns.speech(url, api_key)
     await rt_turns.one_turn(url, api_key, sp.question, sp.rate, 24)  # warm-up
     one = [await rt_turns.one_turn(url, api_key, sp.question, sp.rate, 24) for _ in range(rounds)]
@@ -276,7 +277,9 @@ async def run_turns(url: str, api_key: str | None, rounds: int, sessions: int) -
         crowd += turns
         errors += errs
     many = rt_turns.summarise(crowd)
+    barge = [await rt_turns.barge_in(url, api_key, sp) for _ in range(rounds)]
     return {
+        "barge_in": rt_turns.summarise_barge_in(barge),
         "one_session": rt_turns.summarise(one),
         "concurrent": {"sessions": sessions, "turns": len(crowd), "errors": len(errors),
                        "error_samples": errors[:3], **many},
@@ -318,6 +321,12 @@ def print_realtime(report: dict[str, Any]) -> None:
               f"{one['first_audio_p50_ms']:.0f} ms p95 {one['first_audio_p95_ms']:.0f} ms; "
               f"{many['sessions']} at once p50 {many['first_audio_p50_ms']:.0f} ms p95 "
               f"{many['first_audio_p95_ms']:.0f} ms, {many['errors']} errors")  # fmt: skip
+        barge = turns.get("barge_in")
+        if barge:
+            p50 = barge["reaction_p50_ms"]
+            print(f"realtime barge-in (speech start -> reply stopped): p50 "
+                  f"{'-' if p50 is None else f'{p50:.0f} ms'}, {barge['missed']} of "
+                  f"{barge['rounds']} not stopped ({', '.join(barge['how'])})")  # fmt: skip
     soak = report.get("soak")
     if soak:
         print(f"\nrealtime soak: {soak['sessions']} sessions x {soak['seconds']:.0f} s: "
