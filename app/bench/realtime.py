@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import time
 from typing import Any
@@ -268,8 +269,9 @@ async def run_turns(url: str, api_key: str | None, rounds: int, sessions: int) -
     sessions asking at once, `rounds` times; then `rounds` barge-ins over a long reply (the
     gate's realtime figures)."""
     sp = await rt_turns.speech(url, api_key)
-    await rt_turns.one_turn(url, api_key, sp.question, sp.rate, 24)  # warm-up
-    one = [await rt_turns.one_turn(url, api_key, sp.question, sp.rate, 24) for _ in range(rounds)]
+    ask = functools.partial(rt_turns.one_turn, url, api_key, sp.question, sp.rate, 24, linger=False)
+    await ask()  # warm-up
+    one = [await ask() for _ in range(rounds)]
     crowd: list[dict[str, Any]] = []
     errors: list[str] = []
     for _ in range(rounds):

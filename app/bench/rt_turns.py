@@ -79,18 +79,21 @@ def _status(rt: OpenAIRealtimeClient, cancelled: bool) -> int:
 
 
 async def one_turn(
-    url: str, api_key: str | None, pcm: PCM, rate: int, max_tokens: int
+    url: str, api_key: str | None, pcm: PCM, rate: int, max_tokens: int, linger: bool = True
 ) -> dict[str, Any]:
     """Speak `pcm` once; first audio from the last voiced frame, and what the turn gave.
-    (The session's default temperature: a GA session has no temperature field.)"""
+    `linger`: stay 1.6 s after the answer, so that a second answer would show (the gate's
+    turns, which count first audio only, leave at once). (The session's default temperature:
+    a GA session has no temperature field.)"""
     rt = await OpenAIRealtimeClient.open(url, api_key, {"max_output_tokens": max_tokens})
     try:
         audio = np.concatenate([silence(rate, 0.3), pcm, silence(rate, 1.2)])
         t_voiced = await rt.send_audio(audio, rate, pace=1.0)
         first = await rt.wait_for("response.output_audio.delta", timeout_s=120)
         timings = (await answer(rt)).data["response"]["voicefleet_timings"]
-        await rt.send_audio(silence(rate, 0.8), rate, pace=0)  # a second answer would show now
-        await asyncio.sleep(0.8)
+        if linger:
+            await rt.send_audio(silence(rate, 0.8), rate, pace=0)  # a second answer shows now
+            await asyncio.sleep(0.8)
     finally:
         await rt.close()
     transcribed = "conversation.item.input_audio_transcription.completed"
@@ -126,14 +129,14 @@ async def barge_in(url: str, api_key: str | None, sp: Speech) -> dict[str, Any]:
         try:
             heard = await rt.wait_for("input_audio_buffer.speech_started", count=spoke + 1,
                                       timeout_s=30)  # fmt: skip
-            done = await rt.wait_for("response.done", timeout_s=120)
+            done = await _done_of(rt, reply)
         except TimeoutError:
             pass
         await talk
     finally:
         await rt.close()
     reaction, how = None, "missed"
-    if heard is not None and done is not None and done.data["response"]["id"] == reply:
+    if heard is not None and done is not None:
         status = done.data["response"]["status"]
         if status == "cancelled":
             reaction, how = done.t - t_speech, "cancelled"
@@ -141,6 +144,16 @@ async def barge_in(url: str, api_key: str | None, sp: Speech) -> dict[str, Any]:
             reaction, how = heard.t - t_speech, "playback_stopped"
     return {"reaction_ms": None if reaction is None else round(reaction * 1000, 1), "how": how,
             "errors": [e.data for e in rt.of("error")]}  # fmt: skip
+
+
+async def _done_of(rt: OpenAIRealtimeClient, response_id: str) -> Event:
+    """The `response.done` of that response."""
+    count = 1
+    while True:
+        done = await rt.wait_for("response.done", count=count, timeout_s=120)
+        if done.data["response"]["id"] == response_id:
+            return done
+        count += 1
 
 
 def summarise_barge_in(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -181,7 +194,10 @@ async def concurrent(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """`sessions` sessions ask the question at once; their turns and the errors."""
     results = await asyncio.gather(
-        *(one_turn(url, api_key, sp.question, sp.rate, max_tokens) for _ in range(sessions)),
+        *(
+            one_turn(url, api_key, sp.question, sp.rate, max_tokens, linger=False)
+            for _ in range(sessions)
+        ),
         return_exceptions=True,
     )
     turns = [r for r in results if isinstance(r, dict)]
