@@ -265,12 +265,13 @@ async def run_soak(url: str, api_key: str | None, sessions: int, seconds: float)
 
 
 async def run_turns(url: str, api_key: str | None, rounds: int, sessions: int) -> dict[str, Any]:
-    """First audio for the one-sentence question: one session `rounds` times, then `sessions`
-    sessions asking at once, `rounds` times; then `rounds` barge-ins over a long reply (the
-    gate's realtime figures)."""
+    """The gate's realtime figures: `rounds` barge-ins over a long reply (the first also warms
+    the realtime path: its story turn goes through VAD, STT, LLM and TTS before anything is
+    timed, so no warm-up turn of its own), then first audio for the one-sentence question, one
+    session `rounds` times and `sessions` sessions asking at once `rounds` times."""
     sp = await rt_turns.speech(url, api_key)
+    barge = [await rt_turns.barge_in(url, api_key, sp) for _ in range(rounds)]
     ask = functools.partial(rt_turns.one_turn, url, api_key, sp.question, sp.rate, 24, linger=False)
-    await ask()  # warm-up
     one = [await ask() for _ in range(rounds)]
     crowd: list[dict[str, Any]] = []
     errors: list[str] = []
@@ -279,7 +280,6 @@ async def run_turns(url: str, api_key: str | None, rounds: int, sessions: int) -
         crowd += turns
         errors += errs
     many = rt_turns.summarise(crowd)
-    barge = [await rt_turns.barge_in(url, api_key, sp) for _ in range(rounds)]
     return {
         "barge_in": rt_turns.summarise_barge_in(barge),
         "one_session": rt_turns.summarise(one),
