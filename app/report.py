@@ -40,7 +40,7 @@ HEARD: list[tuple[str, str, str]] = [
      "realtime_concurrent_first_audio_ms_max"),
     ("realtime_concurrent_first_audio_p95_ms", "p95, N at once",
      "realtime_concurrent_first_audio_p95_ms_max"),
-    ("realtime_barge_in_p50_ms", "barge-in → cancelled ms", "realtime_barge_in_ms_max"),
+    ("realtime_barge_in_p50_ms", "barge-in → stopped ms", "realtime_barge_in_ms_max"),
     ("speech_word_recall", "TTS → STT word recall", "speech_word_recall_min"),
     ("telemetry_max_temp_c", "max °C under the bench", ""),
     ("telemetry_throttled_samples", "throttled samples", ""),
