@@ -31,6 +31,21 @@ PLOTTED: list[tuple[str, str, str, str, str]] = [
     ("realtime_concurrent_first_audio_p95_ms", "realtime first audio p95, concurrent", "ms",
      "realtime_concurrent_first_audio_p95_ms_max", "lower"),
 ]  # fmt: skip
+# What users hear and the unit's telemetry under the bench: a table of its own, each figure with
+# the previous run's beside it. figure key, column, threshold key
+HEARD: list[tuple[str, str, str]] = [
+    ("realtime_first_audio_p50_ms", "first audio p50 ms, 1 session", "realtime_first_audio_ms_max"),
+    ("realtime_first_audio_p95_ms", "p95", "realtime_first_audio_p95_ms_max"),
+    ("realtime_concurrent_first_audio_p50_ms", "p50, N at once",
+     "realtime_concurrent_first_audio_ms_max"),
+    ("realtime_concurrent_first_audio_p95_ms", "p95, N at once",
+     "realtime_concurrent_first_audio_p95_ms_max"),
+    ("realtime_barge_in_p50_ms", "barge-in → stopped ms", "realtime_barge_in_ms_max"),
+    ("speech_word_recall", "TTS → STT word recall", "speech_word_recall_min"),
+    ("telemetry_max_temp_c", "max °C under the bench", ""),
+    ("telemetry_throttled_samples", "throttled samples", ""),
+]  # fmt: skip
+COMPARED = list(dict.fromkeys([k for k, *_ in PLOTTED] + [k for k, *_ in HEARD]))
 STATUS_TEXT = {
     "passed": "passed",
     "failed": "FAILED",
@@ -100,7 +115,7 @@ def compare(units: list[dict[str, Any]], previous: dict[str, Any] | None) -> dic
             continue
         now_f, old_f = figures_of(unit), figures_of(old)
         figs = {}
-        for key, *_ in PLOTTED:
+        for key in COMPARED:
             a, b = now_f.get(key), old_f.get(key)
             if a is not None and b is not None:
                 change = round((a - b) / b * 100, 1) if b else None
@@ -164,6 +179,7 @@ def markdown(report: dict[str, Any]) -> str:
             f" | {release} | {'; '.join(u.get('reasons') or []) or '–'} |"
         )
     comparison = report.get("comparison") or {}
+    lines += heard_table(report)
     if report.get("previous_run"):
         lines += ["", f"## Compared with run {report['previous_run']}", ""]
         for host, c in sorted(comparison.items()):
@@ -178,6 +194,33 @@ def markdown(report: dict[str, Any]) -> str:
             rel = "new release" if c["release_changed"] else "same release"
             lines.append(f"- {host}: {c['status_before']} → now; {rel}; {figs or 'no figures'}")
     return "\n".join(lines) + "\n"
+
+
+def heard_table(report: dict[str, Any]) -> list[str]:
+    """What users hear (realtime, barge-in, word recall) and the telemetry under the bench:
+    now, the group's limit, and the previous run's figure in brackets."""
+    units = [u for u in report["units"] if any(figures_of(u).get(k) is not None for k, *_ in HEARD)]
+    if not units:
+        return []
+    comparison = report.get("comparison") or {}
+    lines = ["", "## What users hear, and telemetry under the bench (previous run in [ ])", "",
+             "| unit | N | " + " | ".join(col for _, col, _ in HEARD) + " | throttling |",
+             "|---|---:|" + "---:|" * len(HEARD) + "---|"]  # fmt: skip
+    for u in units:
+        f, th = figures_of(u), thresholds_of(u)
+        before = (comparison.get(u["host"]) or {}).get("figures") or {}
+        cells = []
+        for key, _, th_key in HEARD:
+            old = before.get(key, {}).get("before")
+            cells.append(_fmt(f.get(key)) + _limit(th, th_key)
+                         + (f" [{_fmt(old)}]" if old is not None else ""))  # fmt: skip
+        throttled = f.get("telemetry_throttled_samples")
+        verdict = "no telemetry" if throttled is None else ("SEEN" if throttled else "none")
+        if th.get("forbid_throttling"):
+            verdict += " (forbidden)"
+        lines.append(f"| {u['host']} | {f.get('realtime_sessions') or '–'} | "
+                     + " | ".join(cells) + f" | {verdict} |")  # fmt: skip
+    return lines
 
 
 def plot_png(report: dict[str, Any], previous: dict[str, Any] | None) -> bytes:

@@ -24,6 +24,7 @@ from app.bench.gate import evaluate, load_thresholds, print_gate
 from app.bench.load import LoadResult, run_load, served_models
 from app.bench.quality import run_quality
 from app.bench.realtime import print_realtime, run_realtime
+from app.bench.telemetry import TelemetryRecorder, print_telemetry
 from app.bench.voice import run_voice
 
 
@@ -134,6 +135,19 @@ async def _followup(
     )  # fmt: skip
 
 
+async def run_recorded(args: argparse.Namespace) -> dict[str, Any]:
+    """run_bench with the unit's telemetry sampled throughout (--telemetry-url)."""
+    if not args.telemetry_url:
+        return await run_bench(args)
+    recorder = TelemetryRecorder(args.telemetry_url)
+    recorder.start()
+    try:
+        report = await run_bench(args)
+    finally:
+        telemetry = await recorder.stop()
+    return {**report, "telemetry": telemetry}
+
+
 def _wants_realtime(args: argparse.Namespace) -> bool:
     return bool(args.realtime or args.realtime_soak or args.realtime_turns)
 
@@ -173,11 +187,13 @@ def print_report(report: dict[str, Any]) -> None:
         print_followup(report["followup"])
     if report.get("realtime"):
         print_realtime(report["realtime"])
+    if report.get("telemetry"):
+        print_telemetry(report["telemetry"])
 
 
 def _bench(args: argparse.Namespace) -> int:
     thresholds = load_thresholds(Path(args.thresholds)) if args.thresholds else None
-    report = asyncio.run(run_bench(args))
+    report = asyncio.run(run_recorded(args))
     print_report(report)
     if thresholds is not None:
         report["gate"] = evaluate(report, thresholds)
@@ -211,6 +227,11 @@ def register(sub: Any) -> None:
     p.add_argument("--json", help="write the report here")
     p.add_argument("--quality", action="store_true", help="LLM answer + speech round-trip checks")
     p.add_argument("--thresholds", help="gate: JSON/YAML thresholds; exit 1 when short of them")
+    p.add_argument(
+        "--telemetry-url",
+        help="the unit's Jetson telemetry exporter (/metrics), sampled during the run: max "
+        "temperature and throttling in the report (gate: forbid_throttling)",
+    )
     fu = p.add_argument_group("follow-up turns (chat API, prompt cache)")
     fu.add_argument("--followup", action="store_true",
                     help="turn-2 vs turn-1 first-token time of concurrent conversations with "

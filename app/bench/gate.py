@@ -44,6 +44,16 @@ RULES: dict[str, tuple[str, str, str, str]] = {
     "realtime_concurrent_errors_max": (
         "realtime_concurrent_errors", "<=", "realtime errors, concurrent sessions", "",
     ),
+    "realtime_barge_in_ms_max": (
+        "realtime_barge_in_p50_ms", "<=", "realtime barge-in: speech start → reply stopped (p50)",
+        "ms",
+    ),
+    "speech_word_recall_min": ("speech_word_recall", ">=", "TTS → STT word recall", ""),
+    # Jetson telemetry during the bench (app/bench/telemetry.py): true = a sample with the
+    # throttling gauge at 1 fails the unit (so does telemetry that was not measured)
+    "forbid_throttling": (
+        "telemetry_throttled_samples", "<=", "throttling samples during the bench", "",
+    ),
 }  # fmt: skip
 DEFAULT_CONCURRENT_CLIENTS = 8
 
@@ -80,6 +90,9 @@ def figures(
     many_voice = _row(voice, "clients", concurrent_clients)
     turns = report.get("realtime", {}).get("turns", {})
     rt_one, rt_many = turns.get("one_session"), turns.get("concurrent")
+    barge = turns.get("barge_in") or {}
+    tele = report.get("telemetry") or {}
+    recall = [q["recall"] for q in report.get("quality", {}).get("checks", []) if "recall" in q]
     errors: int | None = None
     if many is not None:
         errors = int(many["errors"]) + (int(many_voice["errors"]) if many_voice else 0)
@@ -108,6 +121,14 @@ def figures(
             rt_many["first_audio_p95_ms"] if rt_many else None
         ),
         "realtime_concurrent_errors": rt_many["errors"] if rt_many else None,
+        "realtime_barge_in_p50_ms": barge.get("reaction_p50_ms"),
+        "realtime_barge_in_missed": barge.get("missed"),
+        "speech_word_recall": recall[0] if recall else None,
+        "telemetry_samples": tele.get("samples"),
+        "telemetry_max_temp_c": tele.get("max_temperature_c"),
+        "telemetry_throttled_samples": (
+            tele.get("throttled_samples") if tele.get("available") else None
+        ),
     }
 
 
@@ -123,6 +144,8 @@ def evaluate(report: dict[str, Any], thresholds: dict[str, Any]) -> dict[str, An
     checks: list[Check] = []
     for name, (fig, op, label, unit) in RULES.items():
         limit = thresholds.get(name)
+        if name == "forbid_throttling":  # a switch: true checks "no throttled sample"
+            limit = 0 if limit else None
         if limit is None:
             continue
         if name.startswith("realtime_concurrent") and figs["realtime_sessions"]:
@@ -136,11 +159,15 @@ def evaluate(report: dict[str, Any], thresholds: dict[str, Any]) -> dict[str, An
             )
             continue
         ok = _compare(float(value), op, float(limit))
-        reason = "" if ok else f"{label}: {value:g} {unit} (needs {op} {limit:g} {unit})".strip()
+        u = f" {unit}" if unit else ""
+        reason = "" if ok else f"{label}: {value:g}{u} (needs {op} {limit:g}{u})"
         checks.append(Check(name, label, float(value), float(limit), op, unit, ok, reason))
 
     quality_checks: list[dict[str, Any]] = list(report.get("quality", {}).get("checks", []))
     reasons = [c.reason for c in checks if not c.passed]
+    if thresholds.get("realtime_barge_in_ms_max") is not None and figs["realtime_barge_in_missed"]:
+        reasons.append(f"realtime barge-in: {figs['realtime_barge_in_missed']} replies were not "
+                       "stopped when the user spoke over them")  # fmt: skip
     if thresholds.get("quality_required", True):
         if not quality_checks:
             reasons.append("quality smoke checks: not run")
@@ -177,7 +204,8 @@ def print_gate(gate: dict[str, Any]) -> None:
     for c in gate["checks"]:
         value = "-" if c["value"] is None else f"{c['value']:g}"
         mark = "ok  " if c["passed"] else "FAIL"
-        print(f"  {mark} {c['label']}: {value} {c['unit']} ({c['op']} {c['limit']:g})")
+        unit = f" {c['unit']}" if c["unit"] else ""
+        print(f"  {mark} {c['label']}: {value}{unit} ({c['op']} {c['limit']:g})")
     for q in gate["quality"]:
         print(f"  {'ok  ' if q['passed'] else 'FAIL'} quality {q['name']}: {q['detail']}")
     for r in gate["reasons"]:

@@ -76,7 +76,7 @@ async def check_speech_round_trip(
     recall = word_recall(SENTENCE, heard)
     ok = recall >= MIN_WORDS_FRACTION
     detail = f"said {SENTENCE!r}, heard {heard[:80]!r}: {recall:.0%} of the words"
-    return {"name": "speech_round_trip", "passed": ok, "detail": detail}
+    return {"name": "speech_round_trip", "passed": ok, "detail": detail, "recall": round(recall, 3)}
 
 
 async def run_quality(url: str, api_key: str | None) -> dict[str, Any]:

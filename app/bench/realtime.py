@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 import time
 from typing import Any
@@ -264,11 +265,14 @@ async def run_soak(url: str, api_key: str | None, sessions: int, seconds: float)
 
 
 async def run_turns(url: str, api_key: str | None, rounds: int, sessions: int) -> dict[str, Any]:
-    """First audio for the one-sentence question: one session `rounds` times, then `sessions`
-    sessions asking at once, `rounds` times (the gate's realtime figures)."""
+    """The gate's realtime figures: `rounds` barge-ins over a long reply (the first also warms
+    the realtime path: its story turn goes through VAD, STT, LLM and TTS before anything is
+    timed, so no warm-up turn of its own), then first audio for the one-sentence question, one
+    session `rounds` times and `sessions` sessions asking at once `rounds` times."""
     sp = await rt_turns.speech(url, api_key)
-    await rt_turns.one_turn(url, api_key, sp.question, sp.rate, 24)  # warm-up
-    one = [await rt_turns.one_turn(url, api_key, sp.question, sp.rate, 24) for _ in range(rounds)]
+    barge = [await rt_turns.barge_in(url, api_key, sp) for _ in range(rounds)]
+    ask = functools.partial(rt_turns.one_turn, url, api_key, sp.question, sp.rate, 24, linger=False)
+    one = [await ask() for _ in range(rounds)]
     crowd: list[dict[str, Any]] = []
     errors: list[str] = []
     for _ in range(rounds):
@@ -277,6 +281,7 @@ async def run_turns(url: str, api_key: str | None, rounds: int, sessions: int) -
         errors += errs
     many = rt_turns.summarise(crowd)
     return {
+        "barge_in": rt_turns.summarise_barge_in(barge),
         "one_session": rt_turns.summarise(one),
         "concurrent": {"sessions": sessions, "turns": len(crowd), "errors": len(errors),
                        "error_samples": errors[:3], **many},
@@ -318,6 +323,12 @@ def print_realtime(report: dict[str, Any]) -> None:
               f"{one['first_audio_p50_ms']:.0f} ms p95 {one['first_audio_p95_ms']:.0f} ms; "
               f"{many['sessions']} at once p50 {many['first_audio_p50_ms']:.0f} ms p95 "
               f"{many['first_audio_p95_ms']:.0f} ms, {many['errors']} errors")  # fmt: skip
+        barge = turns.get("barge_in")
+        if barge:
+            p50 = barge["reaction_p50_ms"]
+            print(f"realtime barge-in (speech start -> reply stopped): p50 "
+                  f"{'-' if p50 is None else f'{p50:.0f} ms'}, {barge['missed']} of "
+                  f"{barge['rounds']} not stopped ({', '.join(barge['how'])})")  # fmt: skip
     soak = report.get("soak")
     if soak:
         print(f"\nrealtime soak: {soak['sessions']} sessions x {soak['seconds']:.0f} s: "

@@ -209,3 +209,45 @@ def test_what_users_hear_over_realtime_is_gated() -> None:
     ]
     # asked for and not measured: a failure, not a pass
     assert not evaluate(bench(), REALTIME)["passed"]
+
+
+def test_barge_in_and_word_recall_are_gated() -> None:
+    th = {**ORIN_NX, "realtime_barge_in_ms_max": 500, "speech_word_recall_min": 0.8}
+    turns = _turns(640, 2500)
+    turns["turns"]["barge_in"] = {"rounds": 3, "reaction_ms": [310.0, 290.0, 350.0],
+                                  "missed": 0, "reaction_p50_ms": 310.0}  # fmt: skip
+    quality = copy.deepcopy(bench()["quality"])
+    quality["checks"][1]["recall"] = 1.0
+    ok = evaluate(bench(realtime=turns, quality=quality), th)
+    assert ok["passed"], ok["reasons"]
+    assert ok["figures"]["realtime_barge_in_p50_ms"] == 310.0
+    assert ok["figures"]["speech_word_recall"] == 1.0
+
+    slow = copy.deepcopy(turns)
+    slow["turns"]["barge_in"].update(reaction_ms=[900.0], missed=2, reaction_p50_ms=900.0)
+    quality["checks"][1]["recall"] = 0.667
+    bad = evaluate(bench(realtime=slow, quality=quality), th)
+    assert bad["reasons"] == [
+        "realtime barge-in: speech start → reply stopped (p50): 900 ms (needs <= 500 ms)",
+        "TTS → STT word recall: 0.667 (needs >= 0.8)",
+        "realtime barge-in: 2 replies were not stopped when the user spoke over them",
+    ]
+    # asked for, not measured (no --realtime-turns, no recall figure): failures
+    missing = evaluate(bench(), th)["reasons"]
+    assert [r.split(":")[0] for r in missing] == [
+        "realtime barge-in", "TTS → STT word recall",
+    ]  # fmt: skip
+
+
+def test_every_inventory_threshold_key_is_known_to_the_gate(tmp_path: Path) -> None:
+    """The inventories' thresholds (sim and example) load: a misspelt key would raise."""
+    root = Path(__file__).resolve().parents[2]
+    files = sorted(root.glob("inventory/*/group_vars/*/bench.yml"))
+    assert len(files) >= 3
+    for path in files:
+        th = load_thresholds(path)
+        assert th["forbid_throttling"] is True and th["realtime_first_audio_ms_max"] > 0, path
+    bad = tmp_path / "bad.yml"
+    bad.write_text("bench_thresholds:\n  realtime_first_audio_ms_mx: 1500\n")
+    with pytest.raises(ValueError, match="realtime_first_audio_ms_mx"):
+        load_thresholds(bad)

@@ -136,3 +136,36 @@ def test_realtime_first_audio_is_reported_with_its_limit_and_the_previous_run(
     figs = report["comparison"]["nx-1"]["figures"]
     assert figs["realtime_first_audio_p50_ms"] == {"now": 640.0, "before": 800.0,
                                                    "change_pct": -20.0}  # fmt: skip
+
+
+def test_what_users_hear_and_telemetry_table_with_the_previous_run(tmp_path: Path) -> None:
+    from tests.app.test_gate import REALTIME, _turns
+
+    th = {**SIM, **{k: v for k, v in REALTIME.items() if "realtime" in k},
+          "realtime_barge_in_ms_max": 2000, "forbid_throttling": True}  # fmt: skip
+
+    def unit(run_id: str, first_audio: float, barge: float, throttled: int) -> Path:
+        rec = record("nx-1", "passed", 100.0, "aaa111")
+        rec["bench"]["realtime"] = _turns(first_audio, 2500)
+        rec["bench"]["realtime"]["turns"]["barge_in"] = {"missed": 0, "reaction_p50_ms": barge}
+        rec["bench"]["telemetry"] = {"available": True, "samples": 60, "max_temperature_c": 71.5,
+                                     "throttled_samples": throttled}  # fmt: skip
+        rec["thresholds"] = th
+        rec["gate"] = evaluate(rec["bench"], th)
+        rec["status"] = "passed" if rec["gate"]["passed"] else "failed"
+        rec["reasons"] = rec["gate"]["reasons"]
+        return write_run(tmp_path, run_id, [rec])
+
+    build(unit("20261201T060000Z", 800.0, 420.0, 0), [])
+    second = unit("20261201T070000Z", 640.0, 380.0, 3)
+    report = build(second, [])
+    md = (second / "fleet-report.md").read_text()
+    assert "## What users hear, and telemetry under the bench (previous run in [ ])" in md
+    row = next(line for line in md.splitlines() if line.startswith("| nx-1 | 8 |"))
+    assert "| 640 (≤ 1500) [800] |" in row and "| 380 (≤ 2000) [420] |" in row
+    assert row.endswith("| 71.5 [71.5] | 3 [0] | SEEN (forbidden) |")
+    assert report["units"][0]["status"] == "failed"
+    assert "throttling samples during the bench: 3 (needs <= 0)" in report["units"][0]["reasons"]
+    figs = report["comparison"]["nx-1"]["figures"]
+    assert figs["realtime_barge_in_p50_ms"]["before"] == 420.0
+    assert figs["telemetry_throttled_samples"] == {"now": 3, "before": 0, "change_pct": None}

@@ -13,7 +13,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -33,6 +33,16 @@ FLEET_MARKS = [
 COLLECTIONS = Path(os.environ.get("VOICEFLEET_COLLECTIONS_PATH") or ROOT / ".collections")
 REPORTS = ROOT / "out" / "fleet-reports"
 NX1, NX2, NANO = "fleet-nx16-1", "fleet-nx16-2", "fleet-nano8-1"
+# The faults of conftest.py's `faults` rollout. llama-server threads on a 2-core unit:
+# oversubscribed, ~10x slower decode.
+SLOW_THREADS = 16
+# whisper with 256 OpenMP threads and beam 10 on 2 cores: several seconds per transcription
+# instead of 0.5-1 s (docs/benchmarks.md: 192 threads gave first audio 5.1 s, too near the sim's
+# 4 s limit); nothing else of the unit changes
+SLOW_STT = {"voice_service_stt_cpu_threads": 256,
+            "voice_service_settings_extra": {"stt": {"beam_size": 10}}}  # fmt: skip
+# the fake tegrastats' state file: tj_c=101.5 puts the unit past the 99 C throttle trip
+HEAT = "/run/fake-l4t/tegrastats.state"
 
 
 def ansible_env() -> dict[str, str]:
@@ -73,6 +83,13 @@ class Run:
 
     def unit(self, host: str) -> dict[str, Any]:
         return next(u for u in self.report["units"] if u["host"] == host)
+
+
+class Faults(NamedTuple):
+    """conftest.py's rollout with faults, and the release each faulty unit ran before it."""
+
+    run: Run
+    before: dict[str, str]
 
 
 def site(run_id: str, *args: str, cut: tuple[str, str] | None = None) -> Run:

@@ -3,9 +3,10 @@
 In order, on the same fleet: a full site.yml where every unit passes the gate and the report
 has real figures (conftest.py's `first`, shared with test_entry_points.py, which runs first);
 a re-run that changes nothing and is much faster; then the faults: a slowed unit fails the
-gate and is rolled back and still serves; an unreachable unit within max_fail_percentage does
-not stop the others, beyond it stops the rollout; a corrupt model on one unit's source fails
-that unit before anything is replaced.
+gate and is rolled back and still serves (conftest.py's `faults`, whose other faulty units
+test_gate.py checks); an unreachable unit within max_fail_percentage does not stop the
+others, beyond it stops the rollout; a corrupt model on one unit's source fails that unit
+before anything is replaced.
 
 Run by `scripts/molecule_all.sh fleet` (its verifier), which creates the hosts; by hand:
 VOICEFLEET_FLEET_INVENTORY=<inventory with the three units> pytest tests/fleet.
@@ -36,6 +37,8 @@ from tests.fleet.runner import (
     NX2,
     REPORTS,
     ROOT,
+    SLOW_THREADS,
+    Faults,
     Run,
     ansible_env,
     host_vars,
@@ -51,7 +54,6 @@ from tests.fleet.runner import (
 # the fleet_report role's task, as ansible-playbook prints it (role-prefixed through
 # import_role: "TASK [voicefleet.fleet.fleet_report : Mark the unit as started …]")
 STARTED = "fleet_report : Mark the unit as started in the fleet report]"
-SLOW_THREADS = 16  # llama-server threads on a 2-core unit: oversubscribed, ~10x slower decode
 
 pytestmark = FLEET_MARKS
 
@@ -84,9 +86,9 @@ def test_full_rollout_every_unit_passes_with_real_figures(first: Run) -> None:
         assert "api_key" not in show and "sim-voice" not in show
 
 
-def test_rerun_changes_nothing_and_is_much_faster(first: Run, runs: dict[str, Run]) -> None:
+def test_rerun_changes_nothing_and_is_much_faster(first: Run, again: Run) -> None:
     # test_entry_points.py's site.yml after the thin playbooks is this re-run when it ran
-    second = runs.get("again") or site(f"fleet-{int(time.time())}-second")
+    second = again
     assert second.rc == 0, second.out[-6000:]
     print(
         f"\nsite.yml wall time: first {first.seconds:.0f} s, second {second.seconds:.0f} s "
@@ -104,16 +106,14 @@ def test_rerun_changes_nothing_and_is_much_faster(first: Run, runs: dict[str, Ru
     assert second.seconds <= 0.6 * first.seconds
 
 
-def test_slow_unit_fails_the_gate_is_rolled_back_and_still_serves(first: Run) -> None:
-    before = release(NX2)["current"]
-    host_vars(NX2, {"llamacpp_threads": SLOW_THREADS})
-    try:
-        run = site(f"fleet-{int(time.time())}-slow")
-    finally:
-        host_vars(NX2, None)
+def test_slow_unit_fails_the_gate_is_rolled_back_and_still_serves(
+    first: Run, faults: Faults
+) -> None:
+    run, before = faults.run, faults.before[NX2]
     assert run.rc != 0
     assert run.recap[NX2]["failed"] == 1 and run.recap[NX2]["rescued"] == 1
-    assert run.recap[NX1]["failed"] == 0 and run.recap[NANO]["failed"] == 0  # others go on
+    # the canary, unchanged, passes; NX1 (its own fault, test_gate.py) is rolled back too
+    assert run.recap[NANO]["failed"] == 0 and run.unit(NANO)["status"] == "passed"
     unit = run.unit(NX2)
     assert unit["status"] == "failed" and unit["bench_source"] == "measured"
     assert any("decode per stream" in r for r in unit["reasons"]), unit["reasons"]
