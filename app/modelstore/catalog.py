@@ -242,10 +242,13 @@ def _file_spec(raw: Any, entry: str) -> FileSpec:
         parts = _parts(raw["parts"], what)
         sizes = [p.size for p in parts]
         if size is not None and None not in sizes and sum(s or 0 for s in sizes) != size:
-            raise CatalogError(f"{what}: its parts add up to {sum(s or 0 for s in sizes)} bytes, "
-                               f"the joined file is {size}")
-    return FileSpec(name=name, path=str(raw.get("path") or name), size=size, sha256=sha,
-                    parts=parts)
+            raise CatalogError(
+                f"{what}: its parts add up to {sum(s or 0 for s in sizes)} bytes, "
+                f"the joined file is {size}"
+            )
+    return FileSpec(
+        name=name, path=str(raw.get("path") or name), size=size, sha256=sha, parts=parts
+    )
 
 
 def _entry(raw: Any, index: int) -> ModelEntry:
