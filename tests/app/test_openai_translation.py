@@ -20,13 +20,24 @@ from tests.app.conftest import Service, make_settings, run_service, server_engin
 from tests.app.test_openai_compat import _client
 from tests.conftest import VF_HOME, LlamaServer, ModelPaths
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # the pinned SDK marks audio.translations deprecated (OpenAI shuts the endpoint down on
+    # 2027-02-26); the call itself is unchanged and is what existing clients send
+    pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning"),
+]
 
 MULTILINGUAL = VF_HOME / "models-multilingual" / "current" / "stt"
-GERMAN = "Wie wird das Wetter morgen früh? Bitte schalte das Licht in der Küche aus."
+# espeak-ng's German, as whisper base hears it (tried 2026-12-02: its W sounds like an M,
+# so "Wetter" came back as "Mette"; French and Spanish were not recognised reliably): these
+# sentences came back right at two speaking rates
+GERMAN = (
+    "Ich habe Hunger. Ich möchte ein Stück Brot und ein Glas Wasser. "
+    "Bitte schalte das Licht in der Küche aus."
+)
 # what the translation must say (most of it), and what the German transcription must
-ENGLISH_WORDS = ("weather", "tomorrow", "morning", "light", "kitchen")
-GERMAN_WORDS = ("wetter", "morgen", "licht", "küche")
+ENGLISH_WORDS = ("piece", "bread", "glass", "water", "light", "kitchen")
+GERMAN_WORDS = ("möchte", "stück", "glas", "licht", "küche")  # none of them English
 
 
 def _recall(text: str, expected: tuple[str, ...]) -> float:
@@ -40,7 +51,7 @@ def german_wav(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     if espeak is None:
         pytest.fail("espeak-ng missing: run `make setup` (installs it with apt)")
     out = tmp_path_factory.mktemp("espeak") / "german.wav"
-    subprocess.run([espeak, "-v", "de", "-w", str(out), GERMAN], check=True)
+    subprocess.run([espeak, "-v", "de", "-s", "160", "-w", str(out), GERMAN], check=True)
     return out.read_bytes()
 
 
@@ -66,14 +77,14 @@ def test_german_speech_is_translated_to_english(
     )
     text = result if isinstance(result, str) else result.text
     assert _recall(text, ENGLISH_WORDS) >= 0.6, text
-    assert _recall(text, GERMAN_WORDS) <= 0.25, text  # English, not a transcription
+    assert _recall(text, GERMAN_WORDS) <= 0.2, text  # English, not a transcription
     if fmt == "srt":
         assert text.startswith("1\n00:00:0") and " --> " in text
     if fmt == "vtt":
         assert text.startswith("WEBVTT\n\n00:00:0") and " --> " in text
     if fmt == "verbose_json":
         assert result.task == "translate" and result.language == "de"
-        assert 2.0 < result.duration < 8.0
+        assert 5.0 < result.duration < 12.0
         assert result.segments and result.segments[-1].end > result.segments[0].start
 
 
@@ -85,17 +96,8 @@ def test_the_same_speech_transcribed_in_its_language_is_german(
         response_format="verbose_json",
     )  # fmt: skip
     assert result.language == "de"
-    assert _recall(result.text, GERMAN_WORDS) >= 0.5, result.text
+    assert _recall(result.text, GERMAN_WORDS) >= 0.6, result.text
     assert _recall(result.text, ENGLISH_WORDS) <= 0.2, result.text
-
-
-def test_english_speech_translates_to_itself(
-    translating_service: Service, speech_wav: bytes
-) -> None:
-    text = _client(translating_service).audio.translations.create(
-        model="whisper-1", file=("speech.wav", speech_wav), response_format="text"
-    )
-    assert _recall(text, ("weather", "tomorrow", "morning")) >= 2 / 3, text
 
 
 def test_the_multilingual_model_is_the_one_served(translating_service: Service) -> None:
