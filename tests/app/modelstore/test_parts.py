@@ -191,3 +191,18 @@ def test_malformed_parts_are_refused_by_name(file: dict[str, Any], message: str)
     with pytest.raises(CatalogError) as err:
         parse_catalog([raw])
     assert str(err.value).startswith("model 'm': file model.bin") and message in str(err.value)
+
+
+def test_free_disk_covers_the_parts_and_the_joined_file(tmp_path: Path) -> None:
+    from app.modelstore.fetch import _missing_bytes
+
+    whole = make_gguf(10 * 1024, seed=6)
+    raw, _, _ = _split_entry("llm-v6", tmp_path, whole, 1000)
+    spec = parse_catalog([raw]).entries[0].files[0]
+    staged = tmp_path / "staging"
+    (staged / ".parts").mkdir(parents=True)
+    assert _missing_bytes(staged, spec) == 2 * len(whole)  # both parts, then the join
+    (staged / ".parts" / f"{GGUF}.1").write_bytes(whole[:1000])
+    assert _missing_bytes(staged, spec) == 2 * len(whole) - 1000
+    (staged / GGUF).write_bytes(whole)  # joined by an earlier run: nothing more
+    assert _missing_bytes(staged, spec) == 0
