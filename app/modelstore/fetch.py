@@ -7,6 +7,9 @@ Order of operations for one entry (the store lock is held throughout):
    .staging/<bundle>/ (from `incoming` when the controller already copied it over, else
    from the source, retrying transient errors with exponential backoff), verify size,
    sha256 and GGUF header, then rename the staging dir into place and flip the link.
+   A file made of parts: each part is fetched into .staging/<bundle>/.parts/ and verified
+   against its own size and sha256, the parts are joined in catalog order into the file,
+   which is then verified as a whole like any other (the parts go once it passes).
 Any failure leaves the installed bundles and links exactly as they were.
 """
 
@@ -16,13 +19,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .catalog import FileSpec, ModelEntry
 from .sources import FetchContext, Fetcher, SourceError, fetcher_for
 from .store import Store, StoreError
-from .verify import Verified, VerifyError, copy_hashing, verify_file
+from .verify import Verified, VerifyError, copy_hashing, join_hashing, verify_file
 
 MiB = 1024 * 1024
 
@@ -97,32 +100,97 @@ def _download(
 ) -> tuple[Path, list[Verified]]:
     staged = store.staging_dir(entry.bundle_id)
     staged.mkdir(parents=True, exist_ok=True)
-    have = sum(_usable_bytes(staged / f.name, f) for f in entry.files)
-    store.check_free(entry.total_size - have, opts.margin, f"model {entry.name}")
-    fetcher = fetcher_for(entry)
+    need = sum(_missing_bytes(staged, f) for f in entry.files)
+    store.check_free(need, opts.margin, f"model {entry.name}")
     verified = []
     for spec in entry.files:
         dest = staged / spec.name
-        if dest.exists() and dest.stat().st_size == spec.size:
-            try:  # complete from an earlier run that failed later on
-                verified.append(verify_file(dest, spec.sha256, spec.size))
-                continue
-            except VerifyError:
-                dest.unlink()
+        done = _staged_ok(dest, spec.sha256, spec.size)  # complete from an earlier run
+        if done is not None:
+            verified.append(done)
+            continue
         incoming = _incoming(ctx, entry, spec)
         if incoming is not None:
             verified.append(_take_incoming(incoming, dest, spec, entry, ctx.incoming_move))
-            continue
-        verified.append(_fetch_with_retries(fetcher, entry, spec, dest, ctx, opts, log))
+        elif spec.parts:
+            verified.append(_fetch_joined(entry, spec, dest, ctx, opts, log))
+        else:
+            fetcher = fetcher_for(entry)
+            verified.append(_fetch_with_retries(fetcher, entry, spec, dest, ctx, opts, log))
     return staged, verified
 
 
-def _usable_bytes(path: Path, spec: FileSpec) -> int:
+def _staged_ok(dest: Path, sha256: str | None, size: int | None) -> Verified | None:
+    """A staged file left complete by an earlier run that failed later on, verified; a bad
+    one is removed (None: fetch it)."""
+    if not dest.exists() or dest.stat().st_size != size:
+        return None
     try:
-        size = path.stat().st_size
+        return verify_file(dest, sha256, size)
+    except VerifyError:
+        dest.unlink()
+        return None
+
+
+def _part_path(staged: Path, spec: FileSpec, index: int) -> Path:
+    return staged / ".parts" / f"{spec.name}.{index + 1}"
+
+
+def _missing_bytes(staged: Path, spec: FileSpec) -> int:
+    """Bytes still to be written for one file; a split file's parts and the joined file
+    are on disk together until the join verifies."""
+    whole = spec.size or 0
+    have = _usable_bytes(staged / spec.name, whole)
+    if not spec.parts or have == whole:
+        return whole - have
+    parts = (
+        (p.size or 0) - _usable_bytes(_part_path(staged, spec, i), p.size or 0)
+        for i, p in enumerate(spec.parts)
+    )
+    return whole + sum(parts)
+
+
+def _usable_bytes(path: Path, size: int) -> int:
+    try:
+        have = path.stat().st_size
     except FileNotFoundError:
         return 0
-    return min(size, spec.size or 0)
+    return min(have, size)
+
+
+def _fetch_joined(
+    entry: ModelEntry,
+    spec: FileSpec,
+    dest: Path,
+    ctx: FetchContext,
+    opts: FetchOptions,
+    log: Log,
+) -> Verified:
+    """Fetch every part of a split file (each verified against its own pin, from its own
+    source), join them in catalog order into dest and verify the joined file."""
+    paths = []
+    for i, part in enumerate(spec.parts):
+        path = _part_path(dest.parent, spec, i)
+        path.parent.mkdir(exist_ok=True)
+        paths.append(path)
+        if _staged_ok(path, part.sha256, part.size) is not None:
+            continue
+        source_entry = replace(entry, source=part.source) if part.source else entry
+        fetcher = fetcher_for(source_entry)
+        _fetch_with_retries(fetcher, source_entry, spec.part_spec(i), path, ctx, opts, log)
+    sha, _ = join_hashing(paths, dest)
+    try:
+        joined = verify_file(dest, spec.sha256, spec.size, known_sha256=sha)
+    except VerifyError as exc:
+        dest.unlink(missing_ok=True)  # every part is as pinned: the catalog's join is wrong
+        raise FetchError(
+            f"model {entry.name} file {spec.name}: joined from {len(paths)} verified parts "
+            f"in catalog order, the result is not the file the catalog names: {exc}"
+        ) from None
+    for path in paths:
+        path.unlink()
+    log(f"{entry.name}: {spec.name} joined from {len(paths)} parts and verified")
+    return joined
 
 
 def _incoming(ctx: FetchContext, entry: ModelEntry, spec: FileSpec) -> Path | None:

@@ -97,6 +97,12 @@ def resolve_entry(entry: ModelEntry, ctx: FetchContext, revision: str | None = N
             f"model {entry.name}: only hub entries are pinned from the hub; write size and "
             "sha256 of other sources from the files themselves (`voicefleet models verify`)"
         )
+    split = [f.name for f in entry.files if f.parts]
+    if split:
+        raise CatalogError(
+            f"model {entry.name}: {', '.join(split)} is made of parts; pin each part and the "
+            "joined file by hand from the files (`voicefleet models verify`)"
+        )
     repo = entry.source.require("repo", entry.name)
     rev = revision or entry.source.get("revision") or "main"
     endpoint = endpoint_for(entry, ctx)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..gguf import GGUFError, read_header
 
@@ -61,21 +62,41 @@ def sha256_file(path: Path | str) -> tuple[str, int]:
     return h.hexdigest(), total
 
 
+def _pump(src: IO[bytes], out: IO[bytes], h: Any, limit: int | None = None) -> int:
+    total = 0
+    while True:
+        want = CHUNK if limit is None else min(CHUNK, limit - total)
+        if want <= 0:
+            break
+        data = src.read(want)
+        if not data:
+            break
+        h.update(data)
+        out.write(data)
+        total += len(data)
+    return total
+
+
 def copy_hashing(src: IO[bytes], dst: Path, limit: int | None = None) -> tuple[str, int]:
     """Stream src into dst (created/truncated), hashing on the way; stop after `limit` bytes."""
+    return join_hashing([src], dst, limit)
+
+
+def join_hashing(
+    sources: Sequence[IO[bytes] | Path], dst: Path, limit: int | None = None
+) -> tuple[str, int]:
+    """Concatenate sources (open files or paths), in order, into dst (created/truncated),
+    hashing the joined bytes on the way; stop after `limit` bytes in all."""
     h = hashlib.sha256()
     total = 0
     with open(dst, "wb") as out:
-        while True:
-            want = CHUNK if limit is None else min(CHUNK, limit - total)
-            if want <= 0:
-                break
-            data = src.read(want)
-            if not data:
-                break
-            h.update(data)
-            out.write(data)
-            total += len(data)
+        for src in sources:
+            left = None if limit is None else limit - total
+            if isinstance(src, Path):
+                with open(src, "rb") as f:
+                    total += _pump(f, out, h, left)
+            else:
+                total += _pump(src, out, h, left)
         out.flush()
         os.fsync(out.fileno())
     return h.hexdigest(), total
