@@ -151,6 +151,7 @@ def rollout(inventory: Path, hosts: dict[str, str], run_id: str, work: Path,
         "ANSIBLE_CALLBACKS_ENABLED": "voicefleet.fleet.phase_times",
         "VOICEFLEET_PHASE_TIMES_JSON": str(phases_json),
         "ANSIBLE_NOCOLOR": "1",
+        "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}",
         "PWD": str(ROOT),
     }
     cgroup = CpuCgroup(run_id)
@@ -162,11 +163,12 @@ def rollout(inventory: Path, hosts: dict[str, str], run_id: str, work: Path,
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
                                 preexec_fn=cgroup.enter)  # fmt: skip
         _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - start
     after = {h: veth_bytes(h) for h in hosts}
     cgroup.close()  # the ssh masters outlive the run by ControlPersist; their CPU is counted
     cpu = cgroup.cpu_s()
-    rc = os.waitstatus_to_exitcode(status)
+    rc = proc.returncode
     text = log.read_text()
     recap_lines = text.split("PLAY RECAP", 1)[-1].splitlines()[1:]
     recap = {ln.split()[0]: dict(kv.split("=") for kv in ln.split(":", 1)[1].split())
@@ -222,6 +224,24 @@ def print_run(n: int, kind: str, run: dict[str, Any]) -> None:
             print(f"  {play:<22} {role:<16} {hosts:>3} hosts  wall {wall:7.1f} s  cpu {cpu:6.1f} s")
 
 
+def write_report(path: Path, runs: list[dict[str, Any]], forks: int) -> None:
+    last = max(int(r["units"]) for r in runs)
+    report = {
+        "tool": "bench/scale.py",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} at the end",
+        "command": f"ansible-playbook -i INVENTORY voicefleet.fleet.site -f FORKS {LIGHT}",
+        "forks": forks,
+        "rollout_batches": "[1, '100%'] (site.yml's default: a canary, then the rest)",
+        "light_units": "no bench gate (--skip-tags bench); llama-server -np 2 instead of 8",
+        "addresses": f"10.214.0.{FIRST_ADDRESS}-.{FIRST_ADDRESS + last - 1}",
+        "runs": runs,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--units", default="3,6,12", help="fleet sizes, comma-separated")
@@ -229,6 +249,8 @@ def main() -> int:
     ap.add_argument("--no-rerun", action="store_true", help="skip the second (no-change) run")
     ap.add_argument("--keep", action="store_true", help="leave the last fleet up")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the --json file's runs of other sizes")  # fmt: skip
     args = ap.parse_args()
     sizes = [int(x) for x in args.units.split(",")]
     if os.geteuid() != 0 or max(sizes) > 99 or min(sizes) < 1:
@@ -236,9 +258,12 @@ def main() -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="voicefleet-scale-"))
     inventory = work / "inventory/hosts.yml"
-    results = []
+    results: list[dict[str, Any]] = []
+    if args.append and args.json and args.json.exists():
+        results = [r for r in json.loads(args.json.read_text())["runs"] if r["units"] not in sizes]
     for n in sizes:
         hosts = write_inventory(inventory, n)
+        print(f"N={n}: bringing up {', '.join(hosts)} (log: {work})", file=sys.stderr, flush=True)
         up_s = sim_fleet("up", inventory)
         try:
             entry: dict[str, Any] = {"units": n, "bring_up_s": round(up_s, 1)}
@@ -252,21 +277,9 @@ def main() -> int:
         finally:
             if not (args.keep and n == sizes[-1]):
                 sim_fleet("down", inventory)
-    report = {
-        "tool": "bench/scale.py",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f} at the end",
-        "command": f"ansible-playbook -i INVENTORY voicefleet.fleet.site -f FORKS {LIGHT}",
-        "forks": args.forks,
-        "rollout_batches": "[1, '100%'] (site.yml's default: a canary, then the rest)",
-        "light_units": "no bench gate (--skip-tags bench); llama-server -np 2 instead of 8",
-        "addresses": f"10.214.0.{FIRST_ADDRESS}-.{FIRST_ADDRESS + max(sizes) - 1}",
-        "runs": results,
-    }
+        if args.json:  # after every size: a later failure keeps what was measured
+            write_report(args.json, sorted(results, key=lambda r: int(r["units"])), args.forks)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
         print(f"\nwrote {args.json}")
     return 0
 
