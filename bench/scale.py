@@ -224,6 +224,36 @@ def print_run(n: int, kind: str, run: dict[str, Any]) -> None:
             print(f"  {play:<22} {role:<16} {hosts:>3} hosts  wall {wall:7.1f} s  cpu {cpu:6.1f} s")
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """docs/scale.md's tables from a report: per size, then per phase of the first deploy."""
+    runs = report["runs"]
+    out = ["| units | first deploy: wall s | controller CPU s | CPU s / unit | MiB to each unit "
+           "| again: wall s | CPU s / unit | KiB to each unit | load 1 min before → after |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    for r in runs:
+        f, a = r["first"], r.get("again")
+        again = (f"{a['wall_s']} | {a['controller_cpu_s_per_unit']} | "
+                 f"{a['bytes_to_unit']['mean'] / 1024:.0f}") if a else "- | - | -"  # fmt: skip
+        out.append(f"| {r['units']} | {f['wall_s']} | {f['controller_cpu_s']} | "
+                   f"{f['controller_cpu_s_per_unit']} | {f['bytes_to_unit']['mean'] / 2**20:.1f} | "
+                   f"{again} | {f['loadavg_before'][0]} → {f['loadavg_after'][0]} |")  # fmt: skip
+    keys: list[tuple[str, str]] = []
+    cells: dict[tuple[str, str, int], tuple[int, float, float]] = {}
+    for r in runs:
+        for play, role, hosts, wall, cpu in phase_rows(r["first"]):
+            if (play, role) not in keys:
+                keys.append((play, role))
+            cells[play, role, r["units"]] = (hosts, wall, cpu)
+    sizes = [r["units"] for r in runs]
+    out += ["", "| play | role | " + " | ".join(f"N={n}: hosts, wall s, CPU s" for n in sizes)
+            + " |", "|---|---|" + "---|" * len(sizes)]  # fmt: skip
+    for play, role in keys:
+        row = [f"{c[0]}, {c[1]:.1f}, {c[2]:.1f}" if (c := cells.get((play, role, n))) else "-"
+               for n in sizes]  # fmt: skip
+        out.append(f"| {play} | {role} | " + " | ".join(row) + " |")
+    return "\n".join(out)
+
+
 def write_report(path: Path, runs: list[dict[str, Any]], forks: int) -> None:
     last = max(int(r["units"]) for r in runs)
     report = {
@@ -251,7 +281,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--append", action="store_true",
                     help="keep the --json file's runs of other sizes")  # fmt: skip
+    ap.add_argument("--markdown", type=Path, metavar="JSON",
+                    help="print docs/scale.md's tables from a report, run nothing")  # fmt: skip
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     sizes = [int(x) for x in args.units.split(",")]
     if os.geteuid() != 0 or max(sizes) > 99 or min(sizes) < 1:
         sys.exit("needs root; units 1-99 (addresses 10.214.0.101-.199)")
