@@ -50,7 +50,9 @@ VF_HOME = Path(os.environ.get("VOICEFLEET_HOME") or Path.home() / ".cache/voicef
 SIM_FLEET = ROOT / "scripts/sim_fleet.sh"
 PREFIX, FIRST_ADDRESS = "scale", 101  # 10.214.0.101-.199 (molecule/README.md)
 # What makes these units lighter than the sim fleet's (module docstring; docs/scale.md).
-LIGHT_ARGS = ["--skip-tags", "bench", "-e", "llamacpp_parallel=2"]
+# (-e as JSON: `-e llamacpp_parallel=2` would pass the string "2", which the llamacpp role's
+# -c template multiplies as a string)
+LIGHT_ARGS = ["--skip-tags", "bench", "-e", '{"llamacpp_parallel": 2}']
 LIGHT = " ".join(LIGHT_ARGS)
 CACHES = ("wheelhouse", "controller-models", "llama.cpp/artifacts")
 
@@ -126,8 +128,8 @@ class CpuCgroup:
     def pids(self) -> list[int]:
         return [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
 
-    def close(self) -> None:
-        """End what the run left in it (its SSH ControlPersist masters), by PID, then remove."""
+    def end_leftovers(self) -> None:
+        """End what the run left in it (its SSH ControlPersist masters), by PID."""
         for _ in range(50):
             if not (left := self.pids()):
                 break
@@ -135,6 +137,8 @@ class CpuCgroup:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
             time.sleep(0.2)
+
+    def remove(self) -> None:
         with contextlib.suppress(OSError):
             self.path.rmdir()
 
@@ -166,8 +170,9 @@ def rollout(inventory: Path, hosts: dict[str, str], run_id: str, work: Path,
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - start
     after = {h: veth_bytes(h) for h in hosts}
-    cgroup.close()  # the ssh masters outlive the run by ControlPersist; their CPU is counted
+    cgroup.end_leftovers()  # the ssh masters outlive the run by ControlPersist; counted here
     cpu = cgroup.cpu_s()
+    cgroup.remove()
     rc = proc.returncode
     text = log.read_text()
     recap_lines = text.split("PLAY RECAP", 1)[-1].splitlines()[1:]
