@@ -26,6 +26,12 @@ pytestmark = [
         os.geteuid() != 0 or not shutil.which("systemd-nspawn"),
         reason="needs root and systemd-nspawn",
     ),
+    # a full first deploy of one unit plus a re-run: not measured yet on the 2-core CI machine,
+    # so not in `make test` until it is (VOICEFLEET_SCALE_BENCH_TEST=1 runs it)
+    pytest.mark.skipif(
+        os.environ.get("VOICEFLEET_SCALE_BENCH_TEST") != "1",
+        reason="opt-in: VOICEFLEET_SCALE_BENCH_TEST=1 (a full deploy of one unit)",
+    ),
 ]
 
 
