@@ -103,8 +103,12 @@ def layout(plan: dict) -> tuple[dict, list[tuple[str, str, bool]]]:
                (f"{stage}/current", "home/controller-models/store/current", False)]  # fmt: skip
     inventories = []
     for i, source in enumerate(plan["inventories"]):
-        inventories.append(f"inventory/{i}")
-        members.append((source, inventories[-1], True))  # group_vars may be links
+        # a file's group_vars/ and host_vars/ sit beside it: carry its directory
+        where = Path(source) if Path(source).is_dir() else Path(source).parent
+        members.append((str(where), f"inventory/{i}", True))  # group_vars may be links
+        inventories.append(
+            f"inventory/{i}" + ("" if where == Path(source) else f"/{Path(source).name}")
+        )
     targets = {}
     for target, build in plan["wheelhouses"].items():
         entry = {"wheel": build["wheel"], "key": build["key"]}
@@ -295,7 +299,8 @@ def _run(staging: Path, manifest: dict, unit: str, python: str, target: str,
     for inventory in manifest["inventories"]:
         argv += ["-i", str(staging / inventory)]
     argv += ["--limit", unit, "-c", "local", "-e", f"@{staging / 'apply-vars.json'}",
-             "-e", json.dumps({"fleet_report_root": str(reports), "rollout_run_id": run_id,
+             "-e", json.dumps({"ansible_connection": "local",  # over an inventory's ssh
+                               "fleet_report_root": str(reports), "rollout_run_id": run_id,
                                "voicefleet_controller_home": str(home),
                                "llamacpp_controller_home": str(home),
                                "models_controller_cache": str(staging / Path(HOME_MODELS).parent),
