@@ -212,10 +212,10 @@ def pick_python(identity: dict[str, str], targets: dict[str, object]) -> tuple[s
     )
 
 
-def ensure_driver(python: str, home: Path, target: dict[str, str], collection: Path) -> Path:
+def ensure_driver(python: str, root: Path, target: dict[str, str], collection: Path) -> Path:
     """A venv with the service's closure (app.cli for the fit and the report) plus ansible-core,
     installed from the bundle's hash-locked wheels; kept per key, reused by the next bundle."""
-    sums = b"".join((home / target[k] / "SHA256SUMS").read_bytes() for k in ("deps", "driver"))
+    sums = b"".join((root / target[k] / "SHA256SUMS").read_bytes() for k in ("deps", "driver"))
     key = hashlib.sha256(sums + python.encode()).hexdigest()[:16]
     venv = STATE / f"driver-{key}"
     if (venv / ".complete").is_file():
@@ -226,14 +226,14 @@ def ensure_driver(python: str, home: Path, target: dict[str, str], collection: P
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
     for part in ("deps", "app"):
-        for f in (home / target[part]).iterdir():
-            if f.is_file():
+        for f in (root / target[part]).iterdir():
+            if f.is_file() and not f.name.startswith("."):  # wheels, requirements.txt
                 os.symlink(f, wheels / f.name)
     script = collection / "roles/voice_service/files/install_closure.sh"
     subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = str(venv / "bin/python")
     subprocess.run(["sh", str(script), str(wheels), py, target["wheel"]], check=True)
-    driver = home / target["driver"]
+    driver = root / target["driver"]
     subprocess.run([py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                     "--no-index", "--require-hashes", "--find-links", str(driver),
                     "-r", str(driver / "requirements.txt")], check=True)  # fmt: skip
@@ -290,7 +290,7 @@ def _run(staging: Path, manifest: dict, unit: str, python: str, target: str,
          signed: dict[str, str], extra: list[str]) -> int:  # fmt: skip
     home, collections = staging / "home", staging / "collections"
     collection = collections / "ansible_collections/voicefleet/fleet"
-    venv = ensure_driver(python, home, manifest["targets"][target], collection)
+    venv = ensure_driver(python, staging, manifest["targets"][target], collection)
     run_id = manifest["id"]
     reports = STATE / "reports"
     run_dir = reports / run_id
