@@ -54,7 +54,7 @@ def leader(name: str) -> int:
 
 def inside(name: str, command: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
     """A command in the unit's namespaces (mount, pid, net, ...), not over SSH."""
-    argv = ["nsenter", "-t", str(leader(name)), "-m", "-u", "-i", "-n", "-p", "--",
+    argv = ["nsenter", "-t", str(leader(name)), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--",
             "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME=/root", "LANG=C.UTF-8", "sh", "-c", command]  # fmt: skip
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
