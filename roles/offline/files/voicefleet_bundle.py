@@ -329,7 +329,9 @@ def _run(staging: Path, manifest: dict, unit: str, python: str, target: str,
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="voicefleet-bundle", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="voicefleet-bundle", description=__doc__.split("\n", maxsplit=1)[0]
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_pack = sub.add_parser("pack", help="controller: write and sign a bundle from a plan")
     p_pack.add_argument("--plan", type=Path, required=True)
