@@ -310,7 +310,8 @@ def _run(staging: Path, manifest: dict, unit: str, python: str, target: str,
            "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
            "VOICEFLEET_HOME": str(home), "ANSIBLE_COLLECTIONS_PATH": str(collections),
            "ANSIBLE_CONFIG": str(staging / "ansible.cfg"), "PWD": str(staging),
-           "ANSIBLE_LOCAL_TEMP": str(staging / ".ansible-tmp"), "ANSIBLE_NOCOLOR": "1"}  # fmt: skip
+           "ANSIBLE_LOCAL_TEMP": str(staging / ".ansible-tmp"), "ANSIBLE_NOCOLOR": "1",
+           "PYTHONUNBUFFERED": "1"}  # the log follows the run line by line  # fmt: skip
     started = time.time()
     with open(run_dir / f"{unit}.ansible.log", "w") as log:
         proc = subprocess.Popen(argv, cwd=staging, env=env, stdout=subprocess.PIPE,
