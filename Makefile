@@ -57,7 +57,7 @@ collection:
 
 # Every scenario: one per role, and `fleet` (site.yml end to end on 3 units + the fault
 # tests in tests/fleet/, ~10 min). `make molecule-fleet` runs only that one.
-MOLECULE_SCENARIOS := default fleet jetson_power llamacpp models
+MOLECULE_SCENARIOS := bench default fleet jetson_power llamacpp models release voice_service
 
 molecule: collection
 	VOICEFLEET_COLLECTIONS_PATH=$(COLLECTIONS_DIR) scripts/molecule_all.sh $(MOLECULE_SCENARIOS)
