@@ -46,6 +46,14 @@ def _client(svc: Service) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{svc.url}/v1", api_key=API_KEY, max_retries=0)
 
 
+def _check_subtitles(text: str, fmt: str) -> None:
+    """An srt or vtt answer starts as the format does and has a cue timing line."""
+    if fmt == "srt":
+        assert text.startswith("1\n00:00:0") and " --> " in text
+    if fmt == "vtt":
+        assert text.startswith("WEBVTT\n\n00:00:0") and " --> " in text
+
+
 def _seconds(audio: bytes) -> float:
     """Decode with PyAV (ffmpeg) and count the samples: the file is what a player plays."""
     with av.open(io.BytesIO(audio)) as container:
@@ -66,10 +74,7 @@ def test_transcription_in_every_format(
     )
     text = result if isinstance(result, str) else result.text
     assert "weather" in text.lower(), text
-    if fmt == "srt":
-        assert text.startswith("1\n00:00:0") and " --> " in text
-    if fmt == "vtt":
-        assert text.startswith("WEBVTT\n\n00:00:0") and " --> " in text
+    _check_subtitles(text, fmt)
     if fmt == "verbose_json":
         assert result.task == "transcribe" and result.language == "en"
         assert 1.0 < result.duration < 10.0
