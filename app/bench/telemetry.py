@@ -12,37 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-
-# name{labels} value  (Prometheus text format, as the exporter writes it)
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
-_SENSOR = re.compile(r'sensor="([^"]*)"')
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def parse_metrics(text: str) -> dict[str, Any]:
-    """The figures the gate needs from one scrape: up, throttling, temperature per sensor."""
+    """The figures the gate needs from one scrape: up, throttling, temperature per sensor
+    (read with prometheus_client's own text-format parser)."""
     out: dict[str, Any] = {"up": False, "throttling": None, "temperatures_c": {}}
-    for line in text.splitlines():
-        m = _SAMPLE.match(line.strip())
-        if m is None or line.startswith("#"):
-            continue
-        name, labels, raw = m.group(1), m.group(2) or "", m.group(3)
-        try:
-            value = float(raw)
-        except ValueError:
-            continue
-        if name == "jetson_telemetry_up":
-            out["up"] = value == 1.0
-        elif name == "jetson_thermal_throttling":
-            out["throttling"] = value == 1.0
-        elif name == "jetson_temperature_celsius":
-            sensor = _SENSOR.search(labels)
-            if sensor:
-                out["temperatures_c"][sensor.group(1)] = value
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "jetson_telemetry_up":
+                out["up"] = sample.value == 1.0
+            elif sample.name == "jetson_thermal_throttling":
+                out["throttling"] = sample.value == 1.0
+            elif sample.name == "jetson_temperature_celsius" and "sensor" in sample.labels:
+                out["temperatures_c"][sample.labels["sensor"]] = sample.value
     return out
 
 
