@@ -17,9 +17,10 @@ test: setup lint sanity pytest molecule
 
 # Code that runs with a unit's own python3, not the service's venv: the models tool (a zipapp
 # of app/modelstore + app/gguf.py), the telemetry exporter and the collection's Ansible modules
-# and module_utils. JetPack 6's python3 is 3.10, so they must stay 3.10-compatible (the service
-# itself needs 3.11).
-UNIT_PY310 := app/__init__.py app/gguf.py app/modelstore roles/jetson_telemetry/files plugins
+# and module_utils, the offline bundle tool (voicefleet-bundle). JetPack 6's python3 is 3.10,
+# so they must stay 3.10-compatible (the service itself needs 3.11).
+UNIT_PY310 := app/__init__.py app/gguf.py app/modelstore roles/jetson_telemetry/files plugins \
+  roles/offline/files
 
 # The hash-locked closure a unit installs, one lock per unit target (locks/; scripts/lock.py):
 # regenerate after changing a pin in pyproject.toml, then commit locks/. Needs PyPI.
@@ -28,8 +29,8 @@ lock:
 
 lint:
 	python scripts/lock.py check
-	ruff check app tests bench scripts plugins
-	ruff format --check app tests bench scripts plugins
+	ruff check app tests bench scripts plugins roles/offline/files
+	ruff format --check app tests bench scripts plugins roles/offline/files
 	mypy
 	vermin -q --no-tips --eval-annotations --target=3.10- --violations $(UNIT_PY310)
 	yamllint -s .
@@ -56,8 +57,9 @@ collection:
 	  ansible-galaxy collection install -p $(COLLECTIONS_DIR) .cache/collection/voicefleet-fleet-*.tar.gz
 
 # Every scenario: one per role, and `fleet` (site.yml end to end on 3 units + the fault
-# tests in tests/fleet/, ~10 min). `make molecule-fleet` runs only that one.
-MOLECULE_SCENARIOS := default fleet jetson_power llamacpp models
+# tests in tests/fleet/, ~10 min), `offline` (a signed bundle a unit applies itself, tests/offline/).
+# `make molecule-fleet` runs only `fleet`.
+MOLECULE_SCENARIOS := bench default fleet jetson_power llamacpp models offline release voice_service
 
 molecule: collection
 	VOICEFLEET_COLLECTIONS_PATH=$(COLLECTIONS_DIR) scripts/molecule_all.sh $(MOLECULE_SCENARIOS)

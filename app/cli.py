@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "app.fit_cli",  # fit
     "app.modelstore.cli",  # models verify|pin|fetch|install|rollback
     "app.report",  # report
+    "app.fleet_status",  # fleet-status
 ]
 
 

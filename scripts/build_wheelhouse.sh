@@ -9,7 +9,7 @@
 #
 # Cached and keyed: deps-<key>/ by a hash of the lock file and the target's platform tags,
 # app-<key>/ by a hash of the package sources. A second run builds nothing. Prints one JSON
-# line: {"key", "version", "app_dir", "deps_dir", "wheel", "lock", "changed"}; `key` names the
+# line: {"key", "version", "app_dir", "deps_dir", "driver_dir", "wheel", "lock", "changed"}; `key` names the
 # unit's venv. deps-<key>/ holds the wheels, requirements.txt (the lock) and SHA256SUMS.
 # Target: UNIT_TARGET="PYTHON MACHINE GLIBC" as the unit's interpreter reports it (the role's
 # preflight probes it), e.g. "3.11 aarch64 2.35" for a JetPack 6 unit; empty: the controller's
@@ -17,6 +17,8 @@
 # manylinux tag the unit's glibc can load (scripts/wheel_target.py) and checked against the
 # lock's hashes, so two builds hold the same bytes; a pin without such a wheel, or a file
 # whose hash the lock does not list, fails here, before any unit changes.
+# WITH_DRIVER=1 also downloads the target's driver lock (locks/driver-<target>.txt: ansible-core,
+# for an offline bundle's apply on the unit; roles/offline) into driver-<key>/ ("driver_dir").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -56,18 +58,30 @@ deps_dir=$out/deps-$deps_key
 app_dir=$out/app-$src_key
 changed=false
 
-if [[ ! -f $deps_dir/.complete ]]; then
+# download_lock LOCK DIR: every wheel of LOCK for the target into DIR (once; DIR/.complete)
+download_lock() {
+  local lock=$1 dir=$2
+  [[ -f $dir/.complete ]] && return 0
   changed=true
-  rm -rf "$deps_dir.tmp" && mkdir -p "$deps_dir.tmp"
-  cp "$lock" "$deps_dir.tmp/requirements.txt"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  cp "$lock" "$dir.tmp/requirements.txt"
   "$python" -m pip download -q --require-hashes "${download_args[@]}" \
-    -r "$deps_dir.tmp/requirements.txt" -d "$deps_dir.tmp" \
+    -r "$dir.tmp/requirements.txt" -d "$dir.tmp" \
     || { echo "build_wheelhouse: the closure of $lock did not download for CPython ${unit[0]}" \
            "on ${unit[1]} with glibc ${unit[2]} (pip's error above: a wheel missing for that" \
            "target, or one whose hash the lock does not list)" >&2; exit 1; }
-  (cd "$deps_dir.tmp" && sha256sum -- *.whl >SHA256SUMS)
-  touch "$deps_dir.tmp/.complete"
-  rm -rf "$deps_dir" && mv "$deps_dir.tmp" "$deps_dir"
+  (cd "$dir.tmp" && sha256sum -- *.whl >SHA256SUMS)
+  touch "$dir.tmp/.complete"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+download_lock "$lock" "$deps_dir"
+driver_dir=
+if [[ ${WITH_DRIVER:-} == 1 ]]; then
+  driver_lock=$("$python" scripts/lock.py select "${unit[@]}" --driver) || exit 2
+  driver_key=$( { cat "$driver_lock"; printf '%s\n' "${download_args[@]}" driver-wheelhouse-v1; } \
+    | sha256sum | cut -c1-16)
+  driver_dir=$out/driver-$driver_key
+  download_lock "$driver_lock" "$driver_dir"
 fi
 
 if [[ ! -f $app_dir/.complete ]]; then
@@ -80,5 +94,5 @@ if [[ ! -f $app_dir/.complete ]]; then
 fi
 
 wheel=$(cd "$app_dir" && ls voicefleet-*.whl)
-printf '{"key": "%s", "version": "%s", "app_dir": "%s", "deps_dir": "%s", "wheel": "%s", "lock": "%s", "changed": %s}\n' \
-  "$key" "$version" "$app_dir" "$deps_dir" "$wheel" "${lock#"$root"/}" "$changed"
+printf '{"key": "%s", "version": "%s", "app_dir": "%s", "deps_dir": "%s", "driver_dir": "%s", "wheel": "%s", "lock": "%s", "changed": %s}\n' \
+  "$key" "$version" "$app_dir" "$deps_dir" "$driver_dir" "$wheel" "${lock#"$root"/}" "$changed"

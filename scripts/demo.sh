@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The README's main job: deploy the simulated fleet with the real playbook and print its report.
-#   1. scripts/sim_fleet.sh up      the 3 nspawn units (2 groups) with a fake L4T surface
+#   1. scripts/sim_fleet.sh up      the 3 nspawn units (2 groups) with a fake L4T surface, and
+#                                   the fleet's monitoring host (sim-prom-1)
 #   2. playbooks/site.yml           preflight -> rollout in batches -> bench gate -> report
 #   3. the fleet report's summary and where the HTML/JSON/Markdown are
+#   4. playbooks/monitoring.yml     telemetry on the units, Prometheus on sim-prom-1 scraping them
+#   5. voicefleet fleet-status      the fleet's live state, queried from that Prometheus
 # A unit that fails the gate is rolled back and reported; the script exits non-zero then.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,4 +37,21 @@ echo
 cat "$report_dir/fleet-report.md"
 echo "fleet report: $root/$report_dir/fleet-report.html"
 echo "              $root/$report_dir/fleet-report.json, $root/$report_dir/fleet-report.md"
+
+# The fleet's Prometheus (sim: on the bridge address of sim-prom-1, inventory/sim/monitoring.yml).
+prometheus=http://10.214.0.19:9090
+log "monitoring: ansible-playbook -i inventory/sim/hosts.yml -i inventory/sim/monitoring.yml voicefleet.fleet.monitoring"
+start=$(date +%s)
+mrc=0
+ansible-playbook -i inventory/sim/hosts.yml -i inventory/sim/monitoring.yml \
+  voicefleet.fleet.monitoring >"$root/out/demo-$run_id-monitoring.log" 2>&1 || mrc=$?
+log "monitoring.yml finished in $(($(date +%s) - start)) s (rc=$mrc; log: out/demo-$run_id-monitoring.log)"
+if ((mrc != 0)); then
+  tail -30 "$root/out/demo-$run_id-monitoring.log" >&2
+  exit "$mrc"
+fi
+echo
+log "live state: voicefleet fleet-status --prometheus $prometheus"
+voicefleet fleet-status --prometheus "$prometheus" --wait 90 || rc=$((rc ? rc : $?))
+echo "again any time: .venv/bin/voicefleet fleet-status --prometheus $prometheus"
 exit "$rc"

@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# The local simulated fleet (inventory/sim/hosts.yml): three nspawn hosts with a fake L4T surface.
+# The local simulated fleet: three nspawn units with a fake L4T surface (inventory/sim/hosts.yml)
+# and the fleet's monitoring host (inventory/sim/monitoring.yml: plain Debian 12 with systemd,
+# given the sim key for its scrape tunnels; playbooks/monitoring.yml installs Prometheus there).
 #   scripts/sim_fleet.sh up      create the hosts that are missing, install the fake surface
 #                                (idempotent: a second run changes nothing)
 #   scripts/sim_fleet.sh down    destroy the hosts (and the bridge/NAT once no host is left)
 #   scripts/sim_fleet.sh status  list the hosts
 # Host lifecycle is scripts/nspawn/nspawnctl's; names and addresses come from the inventory.
-# A failed or interrupted `up` destroys what it started. Needs root.
+# VOICEFLEET_SIM_INVENTORY (space-separated files) brings up another fleet the same way
+# (bench/scale.py's units). A failed or interrupted `up` destroys what it started. Needs root.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export PATH="$root/.venv/bin:$PATH"
 export VOICEFLEET_HOME=${VOICEFLEET_HOME:-$HOME/.cache/voicefleet}
-inventory=inventory/sim/hosts.yml
+read -r -a inventories <<<"${VOICEFLEET_SIM_INVENTORY:-inventory/sim/hosts.yml inventory/sim/monitoring.yml}"
+inventory_args=()
+for inv in "${inventories[@]}"; do inventory_args+=(-i "$inv"); done
 key=$VOICEFLEET_HOME/sim/id_ed25519
 nspawnctl=scripts/nspawn/nspawnctl
 log() { printf '\033[1m[sim_fleet]\033[0m %s\n' "$*" >&2; }
 
 # "name address" per host, from the inventory (the one place the fleet is described).
 hosts() {
-  ansible-inventory -i "$inventory" --list | python3 -c '
+  ansible-inventory "${inventory_args[@]}" --list | python3 -c '
 import json, sys
 inv = json.load(sys.stdin)
 for name, hv in sorted(inv["_meta"]["hostvars"].items()):
@@ -40,7 +45,8 @@ up() {
   # shellcheck disable=SC2086
   created=$("$nspawnctl" create $pairs --ssh-key "$key")
   recap=$(ANSIBLE_ROLES_PATH="$root/molecule/resources/roles" ANSIBLE_NOCOLOR=1 \
-    ansible-playbook -i "$inventory" molecule/resources/prepare_fake_l4t.yml | tee /dev/stderr)
+    ansible-playbook "${inventory_args[@]}" molecule/resources/prepare_sim_fleet.yml -e sim_key="$key" \
+    | tee /dev/stderr)
   trap - INT TERM ERR
   hosts_changed=$(python3 -c 'import json, sys; print(str(json.load(sys.stdin)["changed"]).lower())' <<<"$created")
   tasks_changed=$(grep -Eo 'changed=[0-9]+' <<<"$recap" | awk -F= '{s += $2} END {print s + 0}')

@@ -12,11 +12,16 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 import yaml
+
+from app.bench.waiting import wait_http
+from tests.conftest import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = os.environ.get("VOICEFLEET_FLEET_INVENTORY") or os.environ.get(
@@ -160,6 +165,22 @@ def on_unit(host: str, command: str, check: bool = True) -> str:
     if check:
         assert proc.returncode == 0, f"{command} on {host}: {proc.stdout}{proc.stderr}"
     return proc.stdout
+
+
+@contextmanager
+def tunnel(host: str, port: int, ready: str = "/readyz") -> Iterator[str]:
+    """An SSH local forward to `port` on the unit's loopback (the services bind nothing else):
+    yields http://127.0.0.1:<free port> once GET `ready` through it answers 200."""
+    opts, target = ssh_options(host)
+    local = free_port()
+    proc = subprocess.Popen(["ssh", *opts, "-N", "-T", "-o", "ExitOnForwardFailure=yes",
+                             "-L", f"127.0.0.1:{local}:127.0.0.1:{port}", target])  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{local}"
+        wait_http(url + ready, timeout=60, proc=proc)
+        yield url
+    finally:
+        stop_process(proc)
 
 
 # The unit's releases as the voicefleet_release module keeps them (links + release.json).

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port, stop_process
-from tests.fleet.runner import FLEET_MARKS
+from tests.fleet.runner import FLEET_MARKS, serves
 from tests.fleet.test_fleet import (
     INVENTORY,
     NANO,
@@ -183,6 +183,38 @@ def test_every_units_targets_are_up_with_samples(prometheus: str) -> None:
         assert {r["metric"]["unit"] for r in _query(prometheus, metric)} == {NX1, NX2, NANO}
     gate = _query(prometheus, "voicefleet:bench_voice_turn_seconds:max")
     assert {r["metric"]["group"] for r in gate} == {"orin_nx_16gb", "orin_nano_8gb"}
+
+
+def test_fleet_status_prints_every_units_live_state(prometheus: str) -> None:
+    """The documented command (README, docs/monitoring.md; `make demo` ends with it): every
+    unit's three targets up, and the decode speed of a unit that just generated tokens."""
+    for unit in (NX1, NX2, NANO):
+        serves(unit)  # a real answer: llama-server generates, the service counts a request
+    cmd = [sys.executable, "-m", "app.cli", "fleet-status", "--prometheus", prometheus]
+    start = time.monotonic()
+    proc = subprocess.run([*cmd, "--wait", "60", "--json"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["targets"] == status["targets_up"] == 9 and status["alerts_firing"] == 0
+    assert {u: s["group"] for u, s in status["units"].items()} == {
+        NX1: "orin_nx_16gb",
+        NX2: "orin_nx_16gb",
+        NANO: "orin_nano_8gb",
+    }
+    for unit in status["units"].values():
+        assert unit["up"] == {"voicefleet": 1, "llama-server": 1, "jetson-telemetry": 1}
+        assert unit["tj_celsius"] is not None and unit["tj_celsius"] > 0
+    # the answers above reach Prometheus with the next scrape: llama-server's own counters
+    _until("decode tok/s of every unit", lambda: all(
+        u["decode_tps"] for u in json.loads(subprocess.run(
+            [*cmd, "--json"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout)["units"].values()), 30)  # fmt: skip
+    table = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[2:]}
+    assert set(rows) == {NX1, NX2, NANO}, table
+    assert all(r[2:5] == ["up", "up", "up"] and float(r[5]) > 0 for r in rows.values()), table
+    print(f"fleet-status: {time.monotonic() - start:.1f} s\n{table}")
 
 
 def test_a_throttling_unit_fires_the_throttling_alert(prometheus: str) -> None:

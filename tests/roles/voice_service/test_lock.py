@@ -105,3 +105,33 @@ def test_every_locked_package_is_pinned_and_hashed() -> None:
             assert re.match(r"[a-z0-9._-]+==\S+ \\\n", entry), (lock.name, entry[:80])
             assert "--hash=sha256:" in entry, (lock.name, entry[:80])
         assert "pip==" in lock.read_text()  # the role runs pip from the locked wheel
+
+
+def test_the_driver_locks_hold_ansible_core_within_the_unit_locks_versions() -> None:
+    """The offline bundle's driver (roles/offline) installs over the service's closure: its lock
+    adds ansible-core (the controller's pin) and changes none of the unit lock's versions."""
+    pin = re.search(r'"ansible-core==([0-9.]+)"', (ROOT / "pyproject.toml").read_text())
+    assert pin
+    for unit in sorted((ROOT / "locks").glob("unit-*.txt")):
+        target = re.fullmatch(r"unit-cp3(\d+)-(\w+)-glibc([\d.]+)\.txt", unit.name)
+        assert target
+        driver = _select(f"3.{target[1]}", target[2], target[3], "--driver")
+        assert driver.returncode == 0, driver.stderr
+        path = Path(driver.stdout.strip())
+        assert path.name == unit.name.replace("unit-", "driver-")
+        pins = dict(re.findall(r"^([a-z0-9._-]+)==(\S+) ", path.read_text(), re.M))
+        units = dict(re.findall(r"^([a-z0-9._-]+)==(\S+) ", unit.read_text(), re.M))
+        assert pins["ansible-core"] == pin[1]
+        assert all(units.get(n, v) == v for n, v in pins.items()), path.name
+
+
+def test_an_ansible_core_pin_edited_without_make_lock_fails(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    pyproject = root / "pyproject.toml"
+    pinned = re.search(r'"ansible-core==([0-9.]+)"', pyproject.read_text())
+    assert pinned
+    pyproject.write_text(pyproject.read_text().replace(pinned[0], '"ansible-core==2.99.0"'))
+    drift = _check(root)
+    assert drift.returncode == 1
+    assert "pyproject pins ansible-core==2.99.0" in drift.stderr
+    assert drift.stderr.count("driver-cp311-") >= 3
