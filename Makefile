@@ -56,10 +56,11 @@ collection:
 	ANSIBLE_COLLECTIONS_PATH=$(COLLECTIONS_DIR) \
 	  ansible-galaxy collection install -p $(COLLECTIONS_DIR) .cache/collection/voicefleet-fleet-*.tar.gz
 
-# Every scenario: one per role, and `fleet` (site.yml end to end on 3 units + the fault
-# tests in tests/fleet/, ~10 min), `offline` (a signed bundle a unit applies itself, tests/offline/).
+# Every scenario: one per role (`stack`: voice_service, release and bench on one unit, one
+# bring-up), `fleet` (site.yml end to end on 3 units + the fault tests in tests/fleet/) and
+# `offline` (a signed bundle a unit applies itself, tests/offline/).
 # `make molecule-fleet` runs only `fleet`.
-MOLECULE_SCENARIOS := bench default fleet jetson_power llamacpp models offline release voice_service
+MOLECULE_SCENARIOS := default fleet jetson_power llamacpp models offline stack
 
 molecule: collection
 	VOICEFLEET_COLLECTIONS_PATH=$(COLLECTIONS_DIR) scripts/molecule_all.sh $(MOLECULE_SCENARIOS)

@@ -58,3 +58,31 @@ def test_code_run_by_a_units_own_python_is_checked_for_3_10() -> None:
     for _, source in members():
         if isinstance(source, Path):
             assert any(source == r or r in source.parents for r in roots), source
+
+
+def test_make_molecule_runs_every_scenario_and_every_stage_exists() -> None:
+    """`make molecule` runs every scenario under molecule/; a staged test_sequence entry names a
+    playbook of its scenario (`side_effect FILE.yml`) or a directory of testinfra tests
+    (`verify DIR`): Molecule 26.10 walks a verify argument for test_*.py and skips the stage when
+    it finds none (a file path, a typo), so a missing stage would pass silently."""
+    import yaml
+
+    makefile = (ROOT / "Makefile").read_text()
+    listed = re.search(r"^MOLECULE_SCENARIOS := (.+)$", makefile, re.M)
+    assert listed
+    scenarios = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+    assert sorted(listed[1].split()) == scenarios
+    staged = 0
+    for name in scenarios:
+        directory = ROOT / "molecule" / name
+        config = yaml.safe_load((directory / "molecule.yml").read_text())
+        for step in config.get("scenario", {}).get("test_sequence", []):
+            action, *args = step.split()
+            for arg in args:
+                staged += 1
+                if action == "side_effect":
+                    assert (directory / arg).is_file(), f"{name}: {step}"
+                else:
+                    assert action == "verify", f"{name}: {step}"
+                    assert list((directory / arg).rglob("test_*.py")), f"{name}: {step}"
+    assert staged >= 6  # the stack scenario's stages
