@@ -64,7 +64,8 @@ def test_make_molecule_runs_every_scenario_and_every_stage_exists() -> None:
     """`make molecule` runs every scenario under molecule/; a staged test_sequence entry names a
     playbook of its scenario (`side_effect FILE.yml`) or a directory of testinfra tests
     (`verify DIR`): Molecule 26.10 walks a verify argument for test_*.py and skips the stage when
-    it finds none (a file path, a typo), so a missing stage would pass silently."""
+    it finds none (a file path, a typo), and skips every side_effect stage when the scenario
+    sets no `side_effect` playbook: either would pass silently."""
     import yaml
 
     makefile = (ROOT / "Makefile").read_text()
@@ -78,6 +79,8 @@ def test_make_molecule_runs_every_scenario_and_every_stage_exists() -> None:
         config = yaml.safe_load((directory / "molecule.yml").read_text())
         for step in config.get("scenario", {}).get("test_sequence", []):
             action, *args = step.split()
+            if action == "side_effect":  # unset: Molecule skips every side_effect stage
+                assert config["provisioner"]["playbooks"].get("side_effect"), name
             for arg in args:
                 staged += 1
                 if action == "side_effect":
