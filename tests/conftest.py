@@ -4,6 +4,7 @@ process, and real services on loopback ports."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +20,15 @@ VF_HOME = Path(os.environ.get("VOICEFLEET_HOME", Path.home() / ".cache" / "voice
 MODELS = VF_HOME / "models" / "current"
 LLAMA_SERVER = VF_HOME / "llama.cpp" / "cpu" / "bin" / "llama-server"
 API_KEY = "test-key"
+# Tests that boot nspawn hosts (the test fleet): slow, and only as root with systemd-nspawn.
+NSPAWN_MARKS = [
+    pytest.mark.infra,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not shutil.which("systemd-nspawn"),
+        reason="needs root and systemd-nspawn",
+    ),
+]
 
 
 @dataclass

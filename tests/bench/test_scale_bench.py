@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import NSPAWN_MARKS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
-    pytest.mark.infra,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.geteuid() != 0 or not shutil.which("systemd-nspawn"),
-        reason="needs root and systemd-nspawn",
-    ),
+    *NSPAWN_MARKS,
     # a full first deploy of one unit plus a re-run: not measured yet on the 2-core CI machine,
     # so not in `make test` until it is (VOICEFLEET_SCALE_BENCH_TEST=1 runs it)
     pytest.mark.skipif(

@@ -7,12 +7,12 @@ hosts on the test bridge.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import NSPAWN_MARKS
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM = ROOT / "scripts/sim_fleet.sh"
@@ -20,14 +20,7 @@ NSPAWNCTL = ROOT / "scripts/nspawn/nspawnctl"
 SIM_HOSTS = {"sim-nx16-1": "10.214.0.11", "sim-nx16-2": "10.214.0.12", "sim-nano8-1": "10.214.0.13",
              "sim-prom-1": "10.214.0.19"}  # fmt: skip  # the 3 units and their monitoring host
 
-pytestmark = [
-    pytest.mark.infra,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.geteuid() != 0 or not shutil.which("systemd-nspawn"),
-        reason="needs root and systemd-nspawn",
-    ),
-]
+pytestmark = NSPAWN_MARKS
 
 
 def sh(*cmd: str | Path, timeout: float = 600) -> str:
