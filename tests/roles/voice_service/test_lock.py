@@ -30,6 +30,19 @@ def _copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def _edit_pin(
+    tmp_path: Path, name: str, version: str
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """A copy of the project with NAME's pin in pyproject.toml set to VERSION and no `make
+    lock`: the version it had, and what `scripts/lock.py check` says of the copy."""
+    root = _copy(tmp_path)
+    pyproject = root / "pyproject.toml"
+    pinned = re.search(rf'"{re.escape(name)}==([0-9.]+)"', pyproject.read_text())
+    assert pinned
+    pyproject.write_text(pyproject.read_text().replace(pinned[0], f'"{name}=={version}"'))
+    return pinned[1], _check(root)
+
+
 def test_the_committed_locks_agree_with_pyproject_and_lint_checks_it() -> None:
     done = _check(ROOT)
     assert done.returncode == 0, done.stderr
@@ -38,14 +51,9 @@ def test_the_committed_locks_agree_with_pyproject_and_lint_checks_it() -> None:
 
 
 def test_a_pin_edited_without_make_lock_fails_with_what_to_do(tmp_path: Path) -> None:
-    root = _copy(tmp_path)
-    pyproject = root / "pyproject.toml"
-    pinned = re.search(r'"fastapi==([0-9.]+)"', pyproject.read_text())
-    assert pinned
-    pyproject.write_text(pyproject.read_text().replace(pinned[0], '"fastapi==9.9.9"'))
-    drift = _check(root)
+    was, drift = _edit_pin(tmp_path, "fastapi", "9.9.9")
     assert drift.returncode == 1
-    assert f"pyproject pins fastapi==9.9.9, the lock has fastapi=={pinned[1]}" in drift.stderr
+    assert f"pyproject pins fastapi==9.9.9, the lock has fastapi=={was}" in drift.stderr
     assert "Run `make lock`" in drift.stderr
     assert drift.stderr.count("unit-cp311-") >= 3  # every target's lock is named
 
@@ -126,12 +134,7 @@ def test_the_driver_locks_hold_ansible_core_within_the_unit_locks_versions() -> 
 
 
 def test_an_ansible_core_pin_edited_without_make_lock_fails(tmp_path: Path) -> None:
-    root = _copy(tmp_path)
-    pyproject = root / "pyproject.toml"
-    pinned = re.search(r'"ansible-core==([0-9.]+)"', pyproject.read_text())
-    assert pinned
-    pyproject.write_text(pyproject.read_text().replace(pinned[0], '"ansible-core==2.99.0"'))
-    drift = _check(root)
+    _, drift = _edit_pin(tmp_path, "ansible-core", "2.99.0")
     assert drift.returncode == 1
     assert "pyproject pins ansible-core==2.99.0" in drift.stderr
     assert drift.stderr.count("driver-cp311-") >= 3
